@@ -1,0 +1,205 @@
+/* squadstack--0.1.0.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION squadstack" to load this file. \quit
+
+CREATE SCHEMA squadstack;
+REVOKE ALL ON SCHEMA squadstack FROM PUBLIC;
+
+/*
+ * One row per lead operation.  Rows are written in the caller's transaction
+ * by the squadstack_* functions and moved through their states by whoever
+ * delivers them (squadstack_flush() or the background worker).
+ */
+CREATE TABLE squadstack.outbox (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	campaign_id		text NOT NULL,
+	lead_id			text NOT NULL,
+	op				text NOT NULL
+		CHECK (op IN ('create', 'update', 'disable', 'delete', 'convert')),
+	payload			jsonb NOT NULL,
+	state			text NOT NULL DEFAULT 'queued'
+		CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at timestamptz NOT NULL DEFAULT now(),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	sent_at			timestamptz,
+	http_status		integer,
+	error			text,
+	-- most leads this operation may share a call with; set after a 400 on a
+	-- batch (halving) and after a crash while its call was in flight (1)
+	batch_limit		integer CHECK (batch_limit > 0),
+	-- the api_calls row of the call in flight or of the last call
+	call_id			bigint,
+	-- who is sending it: a lease is live while that process runs
+	lease_pid		integer,
+	leased_at		timestamptz,
+	lease_expires_at timestamptz
+);
+
+COMMENT ON TABLE squadstack.outbox IS
+	'One row per lead operation queued for the SquadStack API';
+
+-- operations waiting to be sent, per campaign (also the index the sender
+-- walks to find campaigns with due work)
+CREATE INDEX outbox_queued_idx ON squadstack.outbox (campaign_id, next_attempt_at, id)
+	WHERE state = 'queued';
+-- earlier unfinished operations of the same lead hold later ones back
+CREATE INDEX outbox_pending_lead_idx ON squadstack.outbox (campaign_id, lead_id, id)
+	WHERE state IN ('queued', 'sending', 'failed');
+CREATE INDEX outbox_sending_idx ON squadstack.outbox (lease_expires_at)
+	WHERE state = 'sending';
+CREATE INDEX outbox_created_idx ON squadstack.outbox (created_at);
+
+/*
+ * One row per HTTP call.  A row is written when a call is admitted by the
+ * rate limiter (so a call counts against the limit even if the sender dies
+ * while it is in flight) and completed when the answer arrives.  token_id is
+ * a digest of the access token, never the token.
+ */
+CREATE TABLE squadstack.api_calls (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	token_id		text NOT NULL,
+	campaign_id		text NOT NULL,
+	op				text NOT NULL,
+	method			text NOT NULL,
+	n_leads			integer NOT NULL,
+	started_at		timestamptz NOT NULL,
+	duration_ms		double precision,
+	http_status		integer,
+	error			text,
+	retry_after		interval,
+	sender_pid		integer NOT NULL
+);
+
+COMMENT ON TABLE squadstack.api_calls IS
+	'One row per HTTP call made to the SquadStack API';
+
+CREATE INDEX api_calls_token_idx ON squadstack.api_calls (token_id, started_at);
+CREATE INDEX api_calls_campaign_idx ON squadstack.api_calls (campaign_id, started_at);
+
+/* Per-campaign access tokens; readable by the extension owner only. */
+CREATE TABLE squadstack.tokens (
+	campaign_id		text PRIMARY KEY,
+	token			text NOT NULL,
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+
+/* Pause state per access token (keyed by digest). */
+CREATE TABLE squadstack.token_state (
+	token_id		text PRIMARY KEY,
+	paused_until	timestamptz,
+	pause_reason	text,
+	pause_count		integer NOT NULL DEFAULT 0,
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+
+REVOKE ALL ON squadstack.outbox, squadstack.api_calls, squadstack.tokens,
+	squadstack.token_state FROM PUBLIC;
+
+-- queued work and tokens are user data: keep them in pg_dump output
+SELECT pg_catalog.pg_extension_config_dump('squadstack.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.tokens', '');
+
+/*
+ * Functions.  Every function runs as the extension owner (SECURITY DEFINER,
+ * with a fixed search_path), so that roles granted EXECUTE can queue leads
+ * without any privilege on the tables, and nothing is granted to PUBLIC.
+ */
+CREATE FUNCTION squadstack_create_leads(campaign text, leads jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_create_leads'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_disable_leads(campaign text, lead_ids jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_disable_leads'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_update_lead(campaign text, lead jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_update_lead'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_delete_lead(campaign text, lead_id text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_delete_lead'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_convert_lead(campaign text, lead_id text, detail text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_convert_lead'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_flush(max_calls integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'squadstack_flush'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_retry(campaign text DEFAULT NULL, lead_id text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_retry'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_set_token(campaign text, token text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'squadstack_set_token'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * Whether the access token a campaign uses is paused, and why.  Used by
+ * queue_status; runs as the owner because it has to look at the token.
+ */
+CREATE FUNCTION squadstack.token_status(campaign text,
+	OUT paused boolean, OUT paused_until timestamptz, OUT pause_reason text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'squadstack_token_status'
+LANGUAGE C STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON FUNCTION squadstack_create_leads(text, jsonb),
+	squadstack_disable_leads(text, jsonb),
+	squadstack_update_lead(text, jsonb),
+	squadstack_delete_lead(text, text),
+	squadstack_convert_lead(text, text, text),
+	squadstack_flush(integer),
+	squadstack_retry(text, text),
+	squadstack_set_token(text, text),
+	squadstack.token_status(text)
+	FROM PUBLIC;
+
+/*
+ * Per campaign and state: how many operations, the oldest, when the next is
+ * due, the last error, and whether the campaign's token is paused.
+ */
+CREATE VIEW squadstack.queue_status AS
+SELECT s.campaign_id,
+	   s.state,
+	   s.operations,
+	   s.oldest_created_at,
+	   s.next_due_at,
+	   s.last_error,
+	   t.paused AS token_paused,
+	   t.paused_until AS token_paused_until,
+	   t.pause_reason AS token_pause_reason
+FROM (SELECT o.campaign_id,
+			 o.state,
+			 count(*) AS operations,
+			 min(o.created_at) AS oldest_created_at,
+			 min(o.next_attempt_at) FILTER (WHERE o.state = 'queued') AS next_due_at,
+			 (array_agg(o.error ORDER BY o.id DESC)
+				FILTER (WHERE o.error IS NOT NULL))[1] AS last_error
+	  FROM squadstack.outbox o
+	  GROUP BY o.campaign_id, o.state) s
+	 CROSS JOIN LATERAL squadstack.token_status(s.campaign_id) t;
+
+REVOKE ALL ON squadstack.queue_status FROM PUBLIC;

@@ -1,0 +1,323 @@
+/*-------------------------------------------------------------------------
+ *
+ * enqueue.c
+ *		SQL functions that queue lead operations, retry failed ones and set
+ *		per-campaign access tokens.
+ *
+ * Operations are rows of squadstack.outbox written in the caller's
+ * transaction: nothing is sent unless that transaction commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "squadstack.h"
+
+PG_FUNCTION_INFO_V1(squadstack_create_leads);
+PG_FUNCTION_INFO_V1(squadstack_disable_leads);
+PG_FUNCTION_INFO_V1(squadstack_update_lead);
+PG_FUNCTION_INFO_V1(squadstack_delete_lead);
+PG_FUNCTION_INFO_V1(squadstack_convert_lead);
+PG_FUNCTION_INFO_V1(squadstack_retry);
+PG_FUNCTION_INFO_V1(squadstack_set_token);
+
+static SPIPlanPtr insert_plan = NULL;
+
+static void
+check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}
+
+/* Validate the campaign argument and return it as a C string. */
+static char *
+campaign_arg(FunctionCallInfo fcinfo)
+{
+	char	   *campaign;
+
+	check_not_null(fcinfo, 0, "campaign");
+	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	sqs_check_campaign(campaign);
+	return campaign;
+}
+
+/*
+ * Insert one outbox row per operation, in list order, so ids follow the
+ * order the caller gave.
+ */
+void
+sqs_enqueue(const char *campaign, const char *op, List *ops)
+{
+	int			n = list_length(ops);
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *payloads = palloc(sizeof(Datum) * n);
+	Datum		args[4];
+	ListCell   *lc;
+	int			i = 0;
+	int			rc;
+
+	foreach(lc, ops)
+	{
+		SqsLeadOp  *lop = lfirst(lc);
+
+		ids[i] = CStringGetTextDatum(lop->lead_id);
+		payloads[i] = JsonbPGetDatum(lop->payload);
+		i++;
+	}
+
+	SPI_connect();
+	if (insert_plan == NULL)
+	{
+		Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTOID, JSONBARRAYOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+						   "SELECT $1, u.lead_id, $3, u.payload "
+						   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
+						   "ORDER BY u.n",
+						   4, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_plan = plan;
+	}
+
+	args[0] = CStringGetTextDatum(campaign);
+	args[1] = PointerGetDatum(construct_array_builtin(ids, n, TEXTOID));
+	args[2] = CStringGetTextDatum(op);
+	args[3] = PointerGetDatum(construct_array(payloads, n, JSONBOID, -1, false,
+											  TYPALIGN_INT));
+	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+Datum
+squadstack_create_leads(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_arg(fcinfo);
+	List	   *ops;
+
+	check_not_null(fcinfo, 1, "leads");
+	ops = sqs_parse_create_leads(PG_GETARG_JSONB_P(1));
+	sqs_enqueue(campaign, "create", ops);
+	PG_RETURN_INT64(list_length(ops));
+}
+
+Datum
+squadstack_disable_leads(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_arg(fcinfo);
+	List	   *ops;
+
+	check_not_null(fcinfo, 1, "lead_ids");
+	ops = sqs_parse_disable_leads(PG_GETARG_JSONB_P(1));
+	sqs_enqueue(campaign, "disable", ops);
+	PG_RETURN_INT64(list_length(ops));
+}
+
+Datum
+squadstack_update_lead(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_arg(fcinfo);
+
+	check_not_null(fcinfo, 1, "lead");
+	sqs_enqueue(campaign, "update",
+				list_make1(sqs_parse_update_lead(PG_GETARG_JSONB_P(1))));
+	PG_RETURN_INT64(1);
+}
+
+/* A lead_id given as a text argument, as a lead operation with that id. */
+static SqsLeadOp *
+lead_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	JsonbValue	v;
+
+	check_not_null(fcinfo, argno, "lead_id");
+	op->lead_id = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	v.type = jbvString;
+	v.val.string.val = op->lead_id;
+	v.val.string.len = strlen(op->lead_id);
+	(void) sqs_lead_id_from_jsonb(&v, "the lead");
+	op->payload = NULL;
+	return op;
+}
+
+/* Build {"lead_id": id[, "detail": detail]} through the jsonb input path. */
+static Jsonb *
+simple_payload(const char *lead_id, const char *detail)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "lead_id";
+	k.val.string.len = 7;
+	v.type = jbvString;
+	v.val.string.val = (char *) lead_id;
+	v.val.string.len = strlen(lead_id);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	if (detail != NULL)
+	{
+		k.val.string.val = "detail";
+		k.val.string.len = 6;
+		v.val.string.val = (char *) detail;
+		v.val.string.len = strlen(detail);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+Datum
+squadstack_delete_lead(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_arg(fcinfo);
+	SqsLeadOp  *op = lead_id_arg(fcinfo, 1);
+
+	op->payload = simple_payload(op->lead_id, NULL);
+	sqs_enqueue(campaign, "delete", list_make1(op));
+	PG_RETURN_INT64(1);
+}
+
+Datum
+squadstack_convert_lead(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_arg(fcinfo);
+	SqsLeadOp  *op = lead_id_arg(fcinfo, 1);
+	char	   *detail;
+	int			len;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("missing \"detail\" for lead \"%s\"", op->lead_id),
+				 errdetail("A conversion needs a detail of 1 to %d characters.",
+						   SQS_MAX_DETAIL_LEN)));
+	detail = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	len = pg_mbstrlen(detail);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("empty \"detail\" for lead \"%s\"", op->lead_id),
+				 errdetail("A conversion needs a detail of 1 to %d characters.",
+						   SQS_MAX_DETAIL_LEN)));
+	if (len > SQS_MAX_DETAIL_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("\"detail\" is too long for lead \"%s\"", op->lead_id),
+				 errdetail("A conversion detail has at most %d characters; this one has %d.",
+						   SQS_MAX_DETAIL_LEN, len)));
+
+	op->payload = simple_payload(op->lead_id, detail);
+	sqs_enqueue(campaign, "convert", list_make1(op));
+	PG_RETURN_INT64(1);
+}
+
+/*
+ * Put failed operations back in the queue, oldest first, with a fresh count
+ * of attempts.  NULL arguments match everything.
+ */
+Datum
+squadstack_retry(PG_FUNCTION_ARGS)
+{
+	Datum		args[2];
+	char		nulls[2] = {' ', ' '};
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	int			rc;
+	uint64		n;
+
+	if (!PG_ARGISNULL(0))
+	{
+		char	   *campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+		sqs_check_campaign(campaign);
+		args[0] = CStringGetTextDatum(campaign);
+	}
+	else
+	{
+		args[0] = (Datum) 0;
+		nulls[0] = 'n';
+	}
+	if (!PG_ARGISNULL(1))
+		args[1] = PG_GETARG_DATUM(1);
+	else
+	{
+		args[1] = (Datum) 0;
+		nulls[1] = 'n';
+	}
+
+	SPI_connect();
+	rc = SPI_execute_with_args("UPDATE squadstack.outbox "
+							   "SET state = 'queued', attempts = 0, next_attempt_at = now() "
+							   "WHERE state = 'failed' "
+							   "AND ($1 IS NULL OR campaign_id = $1) "
+							   "AND ($2 IS NULL OR lead_id = $2)",
+							   2, argtypes, args, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not retry operations: %s", SPI_result_code_string(rc));
+	n = SPI_processed;
+	SPI_finish();
+	PG_RETURN_INT64((int64) n);
+}
+
+/*
+ * Set or remove (NULL) the access token of one campaign.  The token is
+ * never echoed in any message.
+ */
+Datum
+squadstack_set_token(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_arg(fcinfo);
+	Datum		args[2];
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	int			rc;
+
+	args[0] = CStringGetTextDatum(campaign);
+	SPI_connect();
+	if (PG_ARGISNULL(1))
+	{
+		rc = SPI_execute_with_args("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
+								   1, argtypes, args, NULL, false, 0);
+		if (rc != SPI_OK_DELETE)
+			elog(ERROR, "could not remove token: %s", SPI_result_code_string(rc));
+	}
+	else
+	{
+		char	   *token = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		const char *problem = token[0] == '\0' ?
+			"A token is not empty; use NULL to remove a campaign's token." :
+			sqs_token_problem(token);
+
+		if (problem != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid access token for campaign \"%s\"", campaign),
+					 errdetail_internal("%s", problem)));
+		args[1] = CStringGetTextDatum(token);
+		rc = SPI_execute_with_args("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
+								   "VALUES ($1, $2) ON CONFLICT (campaign_id) "
+								   "DO UPDATE SET token = excluded.token, updated_at = now()",
+								   2, argtypes, args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "could not store token: %s", SPI_result_code_string(rc));
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,545 @@
+/*-------------------------------------------------------------------------
+ *
+ * lead.c
+ *		Validation of campaigns and leads given to the squadstack_* functions.
+ *
+ * Every check runs before anything is queued, so a call with one bad lead
+ * queues nothing.  Messages name the lead (by lead_id, or by its position
+ * when it has none) and the field.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "phone.h"
+#include "squadstack.h"
+
+/* one key/value pair of a lead object, as found at its top level */
+typedef struct LeadField
+{
+	char	   *key;
+	JsonbValue	value;			/* scalar, or jbvBinary for a container */
+} LeadField;
+
+typedef struct LeadIdEntry
+{
+	char		lead_id[SQS_MAX_LEAD_ID_LEN + 1];
+	int			position;
+} LeadIdEntry;
+
+static const char *
+jsonb_type_name(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return "number";
+		case jbvBool:
+			return "boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
+		case jbvArray:
+			return "array";
+		case jbvObject:
+			return "object";
+		default:
+			return "value";
+	}
+}
+
+static const char *
+jsonb_root_type_name(Jsonb *jb)
+{
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		JsonbValue	v;
+
+		if (JsonbExtractScalar(&jb->root, &v))
+			return jsonb_type_name(&v);
+		return "scalar";
+	}
+	return JB_ROOT_IS_OBJECT(jb) ? "object" : "array";
+}
+
+void
+sqs_check_campaign(const char *campaign)
+{
+	size_t		len = strlen(campaign);
+	const char *p;
+
+	if (len > SQS_MAX_CAMPAIGN_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("campaign id is too long: %zu characters", len),
+				 errdetail("A campaign id has at most %d characters.",
+						   SQS_MAX_CAMPAIGN_LEN)));
+	for (p = campaign; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			break;
+	}
+	if (len == 0 || *p != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid campaign id \"%s\"", campaign),
+				 errdetail("A campaign id consists of 1 to %d letters, digits, underscores and dashes.",
+						   SQS_MAX_CAMPAIGN_LEN)));
+}
+
+/*
+ * The text form of a lead_id given as a JSON string or integer; ERROR for
+ * anything else.  context names the lead for messages ("lead at position 3").
+ */
+char *
+sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
+{
+	char	   *id;
+
+	if (v->type == jbvNull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("missing \"lead_id\" for %s", context),
+				 errdetail("Every lead needs a lead_id.")));
+	if (v->type == jbvString)
+		id = pnstrdup(v->val.string.val, v->val.string.len);
+	else if (v->type == jbvNumeric)
+	{
+		id = DatumGetCString(DirectFunctionCall1(numeric_out,
+												 NumericGetDatum(v->val.numeric)));
+		if (strchr(id, '.') != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid \"lead_id\" for %s: %s", context, id),
+					 errdetail("A lead_id is a string or an integer.")));
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid \"lead_id\" for %s", context),
+				 errdetail("A lead_id is a string or an integer, not a JSON %s.",
+						   jsonb_type_name(v))));
+
+	if (id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("empty \"lead_id\" for %s", context),
+				 errdetail("A lead_id has 1 to %d characters.", SQS_MAX_LEAD_ID_LEN)));
+	if (pg_mbstrlen(id) > SQS_MAX_LEAD_ID_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("\"lead_id\" is too long for %s", context),
+				 errdetail("A lead_id has at most %d characters; this one has %d.",
+						   SQS_MAX_LEAD_ID_LEN, pg_mbstrlen(id))));
+	return id;
+}
+
+/*
+ * Collect the top-level fields of a lead object.  Returns the number of
+ * fields; *fields is palloc'd.
+ */
+static int
+lead_fields(JsonbContainer *obj, LeadField **fields)
+{
+	JsonbIterator *it = JsonbIteratorInit(obj);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+	int			cap = 8;
+	LeadField  *out = palloc(sizeof(LeadField) * cap);
+	char	   *key = NULL;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+		{
+			if (n == cap)
+			{
+				cap *= 2;
+				out = repalloc(out, sizeof(LeadField) * cap);
+			}
+			out[n].key = key;
+			out[n].value = v;
+			n++;
+		}
+	}
+	*fields = out;
+	return n;
+}
+
+static JsonbValue *
+find_field(LeadField *fields, int n, const char *key)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(fields[i].key, key) == 0)
+			return &fields[i].value;
+	return NULL;
+}
+
+/* The JSON value for the lead's container at position pos, which must be an object. */
+static JsonbContainer *
+lead_object(JsonbValue *elem, int pos)
+{
+	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lead at position %d is not a JSON object", pos),
+				 errdetail("Got a JSON %s; a lead is an object such as {\"lead_id\": \"L1\", \"phone_number\": \"9876543210\", \"contact_name\": \"Asha Rao\"}.",
+						   jsonb_type_name(elem))));
+	return elem->val.binary.data;
+}
+
+/*
+ * Validate and normalise a phone number field; returns the JSON value to
+ * send.
+ */
+static JsonbValue
+check_phone(JsonbValue *v, const char *lead_id)
+{
+	char		digits[SQS_PHONE_BUFSIZE];
+	char	   *given;
+	JsonbValue	out;
+
+	if (v->type == jbvString)
+		given = pnstrdup(v->val.string.val, v->val.string.len);
+	else if (v->type == jbvNumeric)
+		given = DatumGetCString(DirectFunctionCall1(numeric_out,
+													NumericGetDatum(v->val.numeric)));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid \"phone_number\" for lead \"%s\"", lead_id),
+				 errdetail("A phone number is a JSON string, not a JSON %s.",
+						   jsonb_type_name(v))));
+
+	if (!sqs_phone_normalise(given, strlen(given), digits))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid phone number for lead \"%s\": \"%s\"", lead_id, given),
+				 errdetail("An Indian phone number has exactly 10 digits, the first not 0, after removing spaces, dashes, dots, parentheses and one prefix +91, 0091, 91 or 0.")));
+
+	out.type = jbvString;
+	switch (sqs_phone_format)
+	{
+		case SQS_PHONE_NATIONAL:
+			out.val.string.val = pstrdup(digits);
+			break;
+		case SQS_PHONE_AS_GIVEN:
+			out.val.string.val = given;
+			break;
+		default:
+			out.val.string.val = psprintf("+91%s", digits);
+			break;
+	}
+	out.val.string.len = strlen(out.val.string.val);
+	return out;
+}
+
+static void
+check_contact_name(JsonbValue *v, const char *lead_id)
+{
+	int			i;
+
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid \"contact_name\" for lead \"%s\"", lead_id),
+				 errdetail("A contact name is a non-empty JSON string, not a JSON %s.",
+						   jsonb_type_name(v))));
+	for (i = 0; i < v->val.string.len; i++)
+		if (!isspace((unsigned char) v->val.string.val[i]))
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("empty \"contact_name\" for lead \"%s\"", lead_id),
+			 errdetail("A contact name is a non-empty JSON string.")));
+}
+
+static void
+check_custom_field(LeadField *f, const char *lead_id)
+{
+	if (f->key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("empty field name for lead \"%s\"", lead_id),
+				 errdetail("Custom field names must not be empty.")));
+	if (f->value.type == jbvBinary)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid custom field \"%s\" for lead \"%s\"", f->key, lead_id),
+				 errdetail("Custom field values are JSON strings, numbers, booleans or null, not a JSON %s.",
+						   jsonb_type_name(&f->value))));
+}
+
+/*
+ * Validate one lead object and build its payload.  For a create every
+ * required field must be there; for an update lead_id and at least one
+ * other field.
+ */
+static SqsLeadOp *
+parse_lead(JsonbContainer *obj, int pos, bool is_update)
+{
+	LeadField  *fields;
+	int			n = lead_fields(obj, &fields);
+	JsonbValue *v;
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	char	   *context = psprintf("lead at position %d", pos);
+	int			i;
+
+	v = find_field(fields, n, "lead_id");
+	if (v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("missing \"lead_id\" for %s", context),
+				 errdetail("Every lead needs a lead_id.")));
+	op->lead_id = sqs_lead_id_from_jsonb(v, context);
+
+	if (!is_update)
+	{
+		v = find_field(fields, n, "phone_number");
+		if (v == NULL || v->type == jbvNull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("missing \"phone_number\" for lead \"%s\"", op->lead_id),
+					 errdetail("A new lead needs a phone_number.")));
+		v = find_field(fields, n, "contact_name");
+		if (v == NULL || v->type == jbvNull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("missing \"contact_name\" for lead \"%s\"", op->lead_id),
+					 errdetail("A new lead needs a contact_name.")));
+	}
+	else if (n < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("nothing to update for lead \"%s\"", op->lead_id),
+				 errdetail("An update needs lead_id and at least one field to change.")));
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < n; i++)
+	{
+		LeadField  *f = &fields[i];
+		JsonbValue	key;
+		JsonbValue	val = f->value;
+
+		if (strcmp(f->key, "phone_number") == 0)
+		{
+			if (val.type == jbvNull)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("\"phone_number\" of lead \"%s\" must not be null", op->lead_id)));
+			val = check_phone(&f->value, op->lead_id);
+		}
+		else if (strcmp(f->key, "contact_name") == 0)
+		{
+			if (val.type == jbvNull)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("\"contact_name\" of lead \"%s\" must not be null", op->lead_id)));
+			check_contact_name(&f->value, op->lead_id);
+		}
+		else if (strcmp(f->key, "lead_id") != 0)
+			check_custom_field(f, op->lead_id);
+
+		key.type = jbvString;
+		key.val.string.val = f->key;
+		key.val.string.len = strlen(f->key);
+		pushJsonbValue(&state, WJB_KEY, &key);
+		pushJsonbValue(&state, WJB_VALUE, &val);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	op->payload = JsonbValueToJsonb(res);
+	return op;
+}
+
+/* A payload of just {"lead_id": ...}, keeping the id's JSON type. */
+static Jsonb *
+lead_id_payload(JsonbValue *id)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	key;
+
+	key.type = jbvString;
+	key.val.string.val = "lead_id";
+	key.val.string.len = 7;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(&state, WJB_KEY, &key);
+	pushJsonbValue(&state, WJB_VALUE, id);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/* Reject a lead_id seen earlier in the same call. */
+static void
+check_unique(HTAB *seen, const char *lead_id, int pos)
+{
+	LeadIdEntry *e;
+	bool		found;
+	char		key[SQS_MAX_LEAD_ID_LEN + 1];
+
+	/* lead ids are at most 255 characters, but may be longer in bytes */
+	MemSet(key, 0, sizeof(key));
+	strlcpy(key, lead_id, sizeof(key));
+	e = hash_search(seen, key, HASH_ENTER, &found);
+	if (found && strcmp(e->lead_id, lead_id) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("duplicate lead_id \"%s\" at positions %d and %d",
+						lead_id, e->position, pos),
+				 errdetail("A lead_id may appear only once in one call.")));
+	if (!found)
+		e->position = pos;
+}
+
+static HTAB *
+lead_id_set(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = SQS_MAX_LEAD_ID_LEN + 1;
+	ctl.entrysize = sizeof(LeadIdEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create("squadstack lead ids", 64, &ctl,
+					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+/*
+ * Walk the leads argument: an array of elements or one element.  calls fn
+ * for each with its 1-based position.
+ */
+typedef SqsLeadOp *(*lead_elem_fn) (JsonbValue *elem, int pos);
+
+static List *
+parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
+				lead_elem_fn fn)
+{
+	List	   *ops = NIL;
+	HTAB	   *seen = lead_id_set();
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			pos = 0;
+
+	if (JB_ROOT_IS_SCALAR(leads))
+	{
+		if (!scalars_ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must be a JSON array or object, not a JSON %s",
+							argname, jsonb_root_type_name(leads))));
+		JsonbExtractScalar(&leads->root, &v);
+		ops = lappend(ops, fn(&v, 1));
+		return ops;
+	}
+	if (JB_ROOT_IS_OBJECT(leads))
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &leads->root;
+		v.val.binary.len = VARSIZE(leads) - VARHDRSZ;
+		ops = lappend(ops, fn(&v, 1));
+		return ops;
+	}
+
+	it = JsonbIteratorInit(&leads->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		SqsLeadOp  *op;
+
+		if (tok != WJB_ELEM)
+			continue;
+		pos++;
+		op = fn(&v, pos);
+		check_unique(seen, op->lead_id, pos);
+		ops = lappend(ops, op);
+	}
+	if (pos == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be an empty array", argname)));
+	return ops;
+}
+
+static SqsLeadOp *
+create_elem(JsonbValue *elem, int pos)
+{
+	return parse_lead(lead_object(elem, pos), pos, false);
+}
+
+List *
+sqs_parse_create_leads(Jsonb *leads)
+{
+	return parse_lead_list(leads, "leads", false, create_elem);
+}
+
+/* A lead to disable: "L1", 17 or {"lead_id": "L1"}. */
+static SqsLeadOp *
+disable_elem(JsonbValue *elem, int pos)
+{
+	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	char	   *context = psprintf("lead at position %d", pos);
+	JsonbValue *id = elem;
+
+	if (elem->type == jbvBinary)
+	{
+		LeadField  *fields;
+		int			n;
+		int			i;
+
+		n = lead_fields(lead_object(elem, pos), &fields);
+		id = find_field(fields, n, "lead_id");
+		if (id == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("missing \"lead_id\" for %s", context),
+					 errdetail("Every lead needs a lead_id.")));
+		for (i = 0; i < n; i++)
+			if (strcmp(fields[i].key, "lead_id") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unexpected field \"%s\" for %s", fields[i].key, context),
+						 errdetail("A lead to disable is given by its lead_id alone.")));
+	}
+	op->lead_id = sqs_lead_id_from_jsonb(id, context);
+	op->payload = lead_id_payload(id);
+	return op;
+}
+
+List *
+sqs_parse_disable_leads(Jsonb *lead_ids)
+{
+	return parse_lead_list(lead_ids, "lead_ids", true, disable_elem);
+}
+
+SqsLeadOp *
+sqs_parse_update_lead(Jsonb *lead)
+{
+	JsonbValue	v;
+
+	if (!JB_ROOT_IS_OBJECT(lead))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lead must be a JSON object, not a JSON %s",
+						jsonb_root_type_name(lead)),
+				 errdetail("An update is an object with lead_id and the fields to change.")));
+	v.type = jbvBinary;
+	v.val.binary.data = &lead->root;
+	v.val.binary.len = VARSIZE(lead) - VARHDRSZ;
+	return parse_lead(v.val.binary.data, 1, true);
+}

@@ -1,0 +1,170 @@
+/*-------------------------------------------------------------------------
+ *
+ * token.c
+ *		Access tokens: which one a campaign uses, the digest that stands for
+ *		it in tables, and whether it is paused.
+ *
+ * The token itself is never stored outside squadstack.tokens (readable by
+ * the extension owner only) and never appears in a message.  Tables that
+ * need to tell tokens apart (api_calls, token_state) keep a SHA-256 digest.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type_d.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "squadstack.h"
+
+PG_FUNCTION_INFO_V1(squadstack_token_status);
+
+/* Hex digits of the digest kept; 128 bits tell tokens apart well enough. */
+#define TOKEN_ID_HEX 32
+
+const char *
+sqs_token_problem(const char *token)
+{
+	const char *p;
+
+	if (strlen(token) >= SQS_TOKEN_MAX)
+		return "A token must be shorter than 1024 bytes.";
+	/* it becomes an HTTP header */
+	for (p = token; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+			return "A token must not contain control characters.";
+	return NULL;
+}
+
+/*
+ * The token a campaign's calls use: its own from squadstack.tokens, else
+ * the default from the configuration; NULL if there is none.  Must be
+ * called inside SPI.
+ */
+char *
+sqs_campaign_token(const char *campaign, const SqsConfig *cfg)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	int			rc;
+
+	args[0] = CStringGetTextDatum(campaign);
+	rc = SPI_execute_with_args("SELECT token FROM squadstack.tokens WHERE campaign_id = $1",
+							   1, argtypes, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read access tokens: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			return TextDatumGetCString(d);
+	}
+	if (cfg->token[0] != '\0')
+		return pstrdup(cfg->token);
+	return NULL;
+}
+
+/* Hex SHA-256 digest of the token, shortened to TOKEN_ID_HEX digits. */
+char *
+sqs_token_id(const char *token)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex = palloc(TOKEN_ID_HEX + 1);
+	int			i;
+
+	if (ctx == NULL ||
+		pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) token, strlen(token)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+	{
+		pg_cryptohash_free(ctx);
+		elog(ERROR, "could not compute SHA-256 digest");
+	}
+	pg_cryptohash_free(ctx);
+
+	for (i = 0; i < TOKEN_ID_HEX / 2; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	hex[TOKEN_ID_HEX] = '\0';
+	return hex;
+}
+
+/*
+ * squadstack.token_status(campaign): whether the campaign's token is paused
+ * now, until when, and why.
+ */
+Datum
+squadstack_token_status(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, true, true};
+	SqsConfig	cfg;
+	char	   *token;
+	MemoryContext callercxt = CurrentMemoryContext;
+	HeapTuple	result;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	sqs_config_from_gucs(&cfg);
+	SPI_connect();
+	token = sqs_campaign_token(campaign, &cfg);
+	if (token == NULL)
+	{
+		values[0] = BoolGetDatum(true);
+		values[2] = CStringGetTextDatum("no access token configured");
+		nulls[2] = false;
+	}
+	else
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		args[1];
+		int			rc;
+
+		args[0] = CStringGetTextDatum(sqs_token_id(token));
+		rc = SPI_execute_with_args("SELECT paused_until, pause_reason FROM squadstack.token_state "
+								   "WHERE token_id = $1 AND paused_until > now()",
+								   1, argtypes, args, NULL, true, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read token state: %s", SPI_result_code_string(rc));
+		values[0] = BoolGetDatum(SPI_processed > 0);
+		if (SPI_processed > 0)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	td = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Datum		until = SPI_getbinval(tup, td, 1, &isnull);
+			char	   *reason = SPI_getvalue(tup, td, 2);
+
+			/* a token paused until it changes is shown without an end */
+			if (!isnull && !TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(until)))
+			{
+				values[1] = until;
+				nulls[1] = false;
+			}
+			if (reason != NULL)
+			{
+				values[2] = CStringGetTextDatum(reason);
+				nulls[2] = false;
+			}
+		}
+	}
+
+	/* the tuple must outlive SPI's memory */
+	MemoryContextSwitchTo(callercxt);
+	result = heap_form_tuple(tupdesc, values, nulls);
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
