@@ -12,8 +12,11 @@ OBJS = \
 	src/http.o \
 	src/lead.o \
 	src/phone.o \
+	src/retention.o \
+	src/shmem.o \
 	src/squadstack.o \
-	src/token.o
+	src/token.o \
+	src/worker.o
 
 DATA = sql/squadstack--0.1.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"

@@ -77,6 +77,7 @@ COMMENT ON TABLE squadstack.api_calls IS
 
 CREATE INDEX api_calls_token_idx ON squadstack.api_calls (token_id, started_at);
 CREATE INDEX api_calls_campaign_idx ON squadstack.api_calls (campaign_id, started_at);
+CREATE INDEX api_calls_started_idx ON squadstack.api_calls (started_at);
 
 /* Per-campaign access tokens; readable by the extension owner only. */
 CREATE TABLE squadstack.tokens (
@@ -166,6 +167,15 @@ AS 'MODULE_PATHNAME', 'squadstack_token_status'
 LANGUAGE C STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
+/* What the background worker is doing (it runs when the library is preloaded). */
+CREATE FUNCTION squadstack_worker_status(
+	OUT running boolean, OUT pid integer, OUT database text,
+	OUT waiting_for text, OUT wait_until timestamptz,
+	OUT calls bigint, OUT errors bigint, OUT started_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'squadstack_worker_status'
+LANGUAGE C VOLATILE;
+
 REVOKE ALL ON FUNCTION squadstack_create_leads(text, jsonb),
 	squadstack_disable_leads(text, jsonb),
 	squadstack_update_lead(text, jsonb),
@@ -174,7 +184,8 @@ REVOKE ALL ON FUNCTION squadstack_create_leads(text, jsonb),
 	squadstack_flush(integer),
 	squadstack_retry(text, text),
 	squadstack_set_token(text, text),
-	squadstack.token_status(text)
+	squadstack.token_status(text),
+	squadstack_worker_status()
 	FROM PUBLIC;
 
 /*

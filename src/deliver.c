@@ -124,14 +124,15 @@ exec_or_die(const char *sql, int nargs, Oid *argtypes, Datum *args,
 			 SPI_result_code_string(rc), sql);
 }
 
-static TimestampTz
-earliest(TimestampTz a, TimestampTz b)
+/* Note a time when something may become sendable, and why. */
+static void
+consider(SqsDeliveryResult *r, TimestampTz when, const char *why)
 {
-	if (a == 0)
-		return b;
-	if (b == 0)
-		return a;
-	return Min(a, b);
+	if (r->next_wakeup == 0 || when < r->next_wakeup)
+	{
+		r->next_wakeup = when;
+		r->waiting_for = why;
+	}
 }
 
 /*
@@ -163,10 +164,10 @@ recover_leases(void)
 
 /*
  * Lock the token's state row and say whether a call may start now.  If
- * not, *next is set to when one may.
+ * not, r notes when one may.
  */
 static bool
-admit_call(const SqsConfig *cfg, const char *token_id, TimestampTz *next)
+admit_call(const SqsConfig *cfg, const char *token_id, SqsDeliveryResult *r)
 {
 	Oid			argtypes[3] = {TEXTOID, INT8OID, INT4OID};
 	Datum		args[3];
@@ -188,7 +189,9 @@ admit_call(const SqsConfig *cfg, const char *token_id, TimestampTz *next)
 		if (!isnull && DatumGetTimestampTz(d) > now)
 		{
 			if (!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d)))
-				*next = earliest(*next, DatumGetTimestampTz(d));
+				consider(r, DatumGetTimestampTz(d), "a paused token");
+			else if (r->next_wakeup == 0)
+				r->waiting_for = "a token to be changed";
 			return false;
 		}
 	}
@@ -206,10 +209,11 @@ admit_call(const SqsConfig *cfg, const char *token_id, TimestampTz *next)
 		cfg->rate_limit)
 		return true;
 
-	*next = earliest(*next,
-					 DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 2, &isnull)) +
-					 window_ms * 1000);
+	consider(r,
+			 DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 2, &isnull)) +
+			 window_ms * 1000,
+			 "a rate slot");
 	return false;
 }
 
@@ -336,11 +340,11 @@ start_call(const SqsConfig *cfg, Batch *b)
 /*
  * Claim one call's worth of work.  Campaigns are tried least recently
  * served first, so one with a large backlog does not starve the others on
- * the same token.  Returns false when nothing can be sent now; *next is
- * then the earliest time something may become sendable (0 if unknown).
+ * the same token.  Returns false when nothing can be sent now; r then says
+ * when something may become sendable (0 if unknown) and why.
  */
 static bool
-claim(const SqsConfig *cfg, Batch *b, TimestampTz *next, MemoryContext cxt)
+claim(const SqsConfig *cfg, Batch *b, SqsDeliveryResult *r, MemoryContext cxt)
 {
 	uint64		ncampaigns;
 	char	  **campaigns;
@@ -376,7 +380,7 @@ claim(const SqsConfig *cfg, Batch *b, TimestampTz *next, MemoryContext cxt)
 
 		if (due > now)
 		{
-			*next = earliest(*next, due);
+			consider(r, due, "a retry");
 			campaigns[i] = NULL;
 		}
 		else
@@ -394,7 +398,7 @@ claim(const SqsConfig *cfg, Batch *b, TimestampTz *next, MemoryContext cxt)
 		if (token == NULL)
 			continue;			/* shown as paused in queue_status */
 		token_id = sqs_token_id(token);
-		if (!admit_call(cfg, token_id, next))
+		if (!admit_call(cfg, token_id, r))
 			continue;
 		if (!lease_operations(cfg, campaigns[i], b, cxt))
 			continue;
@@ -604,6 +608,9 @@ record(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res)
 					8, argtypes, args, nulls, SPI_OK_UPDATE);
 	}
 
+	/* later operations of these leads may be sendable now */
+	sqs_wake_worker_at_commit();
+
 	if (outcome == OUTCOME_AUTH_PAUSE || outcome == OUTCOME_PAUSE)
 		pause_token(cfg, b, res, outcome);
 	else if (outcome == OUTCOME_SENT)
@@ -639,12 +646,17 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 		MemoryContextReset(cxt);
 		memset(&b, 0, sizeof(b));
 		result->next_wakeup = 0;
+		result->waiting_for = "work";
 
 		begin_step("squadstack: claiming operations");
-		claimed = claim(cfg, &b, &result->next_wakeup, cxt);
+		claimed = claim(cfg, &b, result, cxt);
 		end_step();
 		if (!claimed)
+		{
+			result->more = false;
 			break;
+		}
+		result->more = true;
 
 		pgstat_report_activity(STATE_RUNNING, "squadstack: calling the API");
 		old = MemoryContextSwitchTo(cxt);

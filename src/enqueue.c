@@ -102,6 +102,7 @@ sqs_enqueue(const char *campaign, const char *op, List *ops)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
 	SPI_finish();
+	sqs_wake_worker_at_commit();
 }
 
 Datum
@@ -274,6 +275,8 @@ squadstack_retry(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not retry operations: %s", SPI_result_code_string(rc));
 	n = SPI_processed;
 	SPI_finish();
+	if (n > 0)
+		sqs_wake_worker_at_commit();
 	PG_RETURN_INT64((int64) n);
 }
 
@@ -319,5 +322,7 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not store token: %s", SPI_result_code_string(rc));
 	}
 	SPI_finish();
+	/* a new token may resume a paused campaign */
+	sqs_wake_worker_at_commit();
 	PG_RETURN_VOID();
 }

@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -56,6 +57,11 @@ squadstack_flush(PG_FUNCTION_ARGS)
 	pid_t		pid;
 	int			calls;
 
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot flush the squadstack outbox during recovery"),
+				 errhint("Delivery starts on the primary, or on this server after promotion.")));
 	if (!PG_ARGISNULL(0) && max_calls < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

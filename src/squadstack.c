@@ -7,10 +7,14 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "squadstack.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -184,5 +188,29 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomStringVariable("squadstack.database_name",
+							   "Database the background worker delivers from.",
+							   "The extension must be created in this database.",
+							   &sqs_database_name,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("squadstack.retention",
+							"How long sent operations and API call records are kept.",
+							"The background worker deletes older ones in small batches.",
+							&sqs_retention_s,
+							7 * 86400, 3600, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("squadstack");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	sqs_shmem_init();
+	sqs_worker_register();
 }

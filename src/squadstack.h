@@ -81,12 +81,17 @@ extern char *sqs_campaign_token(const char *campaign, const SqsConfig *cfg);
 extern char *sqs_token_id(const char *token);
 extern const char *sqs_token_problem(const char *token);
 
+/* waking the background worker (shmem.c) */
+extern void sqs_wake_worker_at_commit(void);
+
 /* delivery (deliver.c); runs in a process that may commit */
 typedef struct SqsDeliveryResult
 {
 	int			calls;			/* HTTP calls made */
 	int			errors;			/* calls that did not end in 2xx */
+	bool		more;			/* stopped at max_calls with work left */
 	TimestampTz next_wakeup;	/* when more work may become sendable, or 0 */
+	const char *waiting_for;	/* what next_wakeup waits for */
 } SqsDeliveryResult;
 
 extern void sqs_deliver(const SqsConfig *cfg, int max_calls,

@@ -1,0 +1,81 @@
+/*-------------------------------------------------------------------------
+ *
+ * retention.c
+ *		Delete sent operations and old call records in small batches.
+ *
+ * Each batch is its own short transaction, so neither the outbox nor
+ * api_calls is locked for long and vacuum can keep up.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/snapmgr.h"
+
+#include "worker.h"
+
+#define RETENTION_BATCH 1000
+/* bounded: a huge backlog of old rows is worked off over several runs */
+#define RETENTION_MAX_BATCHES 100
+
+static uint64
+delete_batch(const char *sql, int retention_s)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	int			rc;
+	uint64		n;
+
+	args[0] = Int32GetDatum(retention_s);
+	args[1] = Int32GetDatum(RETENTION_BATCH);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "squadstack: deleting old rows");
+	rc = SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "squadstack retention failed: %s", SPI_result_code_string(rc));
+	n = SPI_processed;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return n;
+}
+
+void
+sqs_retention_run(int retention_s)
+{
+	static const char *const queries[] = {
+		"DELETE FROM squadstack.outbox WHERE id IN ("
+		"  SELECT id FROM squadstack.outbox"
+		"  WHERE created_at < now() - $1 * interval '1 second'"
+		"    AND state = 'sent' AND sent_at < now() - $1 * interval '1 second'"
+		"  ORDER BY created_at LIMIT $2)",
+		"DELETE FROM squadstack.api_calls WHERE id IN ("
+		"  SELECT id FROM squadstack.api_calls"
+		"  WHERE started_at < now() - $1 * interval '1 second'"
+		"  ORDER BY started_at LIMIT $2)"
+	};
+	size_t		q;
+
+	for (q = 0; q < lengthof(queries); q++)
+	{
+		int			i;
+
+		for (i = 0; i < RETENTION_MAX_BATCHES; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (delete_batch(queries[q], retention_s) < RETENTION_BATCH)
+				break;
+		}
+	}
+}

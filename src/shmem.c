@@ -1,0 +1,227 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *		State shared between the background worker and other backends:
+ *		where to find the worker's latch (for wake-up at commit) and what
+ *		the worker is doing (for squadstack_worker_status()).
+ *
+ * Exists only when the library is in shared_preload_libraries; everything
+ * here is a no-op otherwise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "squadstack.h"
+#include "worker.h"
+
+PG_FUNCTION_INFO_V1(squadstack_worker_status);
+
+static SqsWorkerShared *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* set when this transaction queued work, reset at its end */
+static bool wake_at_commit = false;
+static bool xact_callback_registered = false;
+
+static void
+sqs_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SqsWorkerShared)));
+}
+
+static void
+sqs_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("squadstack worker", sizeof(SqsWorkerShared), &found);
+	if (!found)
+	{
+		memset(shared, 0, sizeof(*shared));
+		SpinLockInit(&shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+sqs_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = sqs_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = sqs_shmem_startup;
+}
+
+SqsWorkerShared *
+sqs_worker_shared(void)
+{
+	return shared;
+}
+
+static void
+wake_worker(void)
+{
+	Latch	   *latch = NULL;
+
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	if (shared->pid != 0 && shared->pid != MyProcPid)
+		latch = shared->latch;
+	SpinLockRelease(&shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (wake_at_commit)
+				wake_worker();
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Wake the worker when the current transaction commits, so work it queued
+ * is sent at once; nothing happens if it aborts.
+ */
+void
+sqs_wake_worker_at_commit(void)
+{
+	if (shared == NULL)
+		return;
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_at_commit = true;
+}
+
+/* The worker announces itself; cleared again when it exits. */
+static void
+worker_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->pid = 0;
+	shared->latch = NULL;
+	SpinLockRelease(&shared->mutex);
+}
+
+void
+sqs_worker_attach(Oid database)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->pid = MyProcPid;
+	shared->latch = MyLatch;
+	shared->database = database;
+	shared->started_at = GetCurrentTimestamp();
+	shared->calls = 0;
+	shared->errors = 0;
+	shared->waiting_for[0] = '\0';
+	shared->wait_until = 0;
+	SpinLockRelease(&shared->mutex);
+	before_shmem_exit(worker_detach, (Datum) 0);
+}
+
+void
+sqs_worker_report(const char *waiting_for, TimestampTz until, int calls, int errors)
+{
+	SpinLockAcquire(&shared->mutex);
+	strlcpy(shared->waiting_for, waiting_for, sizeof(shared->waiting_for));
+	shared->wait_until = until;
+	shared->calls += calls;
+	shared->errors += errors;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * squadstack_worker_status(): whether the worker runs, its pid and
+ * database, what it waits for and until when, calls and errors since it
+ * started.
+ */
+Datum
+squadstack_worker_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8];
+	SqsWorkerShared copy;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = BoolGetDatum(false);
+	nulls[0] = false;
+
+	if (shared != NULL)
+	{
+		SpinLockAcquire(&shared->mutex);
+		memcpy(&copy, shared, sizeof(copy));
+		SpinLockRelease(&shared->mutex);
+
+		if (copy.pid != 0)
+		{
+			char	   *dbname = get_database_name(copy.database);
+
+			values[0] = BoolGetDatum(true);
+			values[1] = Int32GetDatum(copy.pid);
+			nulls[1] = false;
+			if (dbname != NULL)
+			{
+				values[2] = CStringGetTextDatum(dbname);
+				nulls[2] = false;
+			}
+			if (copy.waiting_for[0] != '\0')
+			{
+				values[3] = CStringGetTextDatum(copy.waiting_for);
+				nulls[3] = false;
+			}
+			if (copy.wait_until != 0)
+			{
+				values[4] = TimestampTzGetDatum(copy.wait_until);
+				nulls[4] = false;
+			}
+			values[5] = Int64GetDatum(copy.calls);
+			values[6] = Int64GetDatum(copy.errors);
+			values[7] = TimestampTzGetDatum(copy.started_at);
+			nulls[5] = nulls[6] = nulls[7] = false;
+		}
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

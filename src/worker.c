@@ -1,0 +1,156 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The background worker: delivers the outbox continuously.
+ *
+ * One worker, registered when the library is preloaded, connects to
+ * squadstack.database_name.  It sleeps on its latch until a transaction
+ * that queued work commits (see shmem.c), the next retry or rate slot is
+ * due, or a signal arrives; it does not poll.  Each database step is its
+ * own short transaction (deliver.c), so nothing is held during HTTP calls.
+ *
+ * It starts only once recovery has finished, so on a hot standby it stays
+ * away until promotion, then delivers from the replicated outbox.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "squadstack.h"
+#include "worker.h"
+
+PGDLLEXPORT void squadstack_worker_main(Datum arg);
+
+char	   *sqs_database_name = NULL;
+int			sqs_retention_s = 7 * 86400;
+
+/* calls per round: between rounds the worker re-reads its configuration */
+#define CALLS_PER_ROUND 20
+/* how often to look for the extension while it is not installed */
+#define NO_EXTENSION_SLEEP_MS 10000
+/* the longest sleep; also how often retention runs */
+#define MAX_SLEEP_MS (5 * 60 * 1000)
+
+void
+sqs_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "squadstack");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "squadstack_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "squadstack worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "squadstack worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+static bool
+extension_installed(void)
+{
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("squadstack", true));
+	CommitTransactionCommand();
+	return installed;
+}
+
+static long
+ms_until(TimestampTz when)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(GetCurrentTimestamp(), when, &secs, &usecs);
+	return secs * 1000 + (usecs + 999) / 1000;
+}
+
+void
+squadstack_worker_main(Datum arg)
+{
+	TimestampTz last_retention = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(sqs_database_name, NULL, 0);
+	/* the limiter relies on each statement seeing what others committed */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	sqs_worker_attach(MyDatabaseId);
+	pgstat_report_appname("squadstack worker");
+
+	for (;;)
+	{
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (!extension_installed())
+		{
+			sqs_worker_report("the extension to be created", 0, 0, 0);
+			pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION squadstack");
+			timeout = NO_EXTENSION_SLEEP_MS;
+		}
+		else
+		{
+			SqsConfig	cfg;
+			SqsDeliveryResult result;
+
+			sqs_config_from_gucs(&cfg);
+			sqs_deliver(&cfg, CALLS_PER_ROUND, &result);
+
+			if (result.more)
+				timeout = 0;
+			else if (result.next_wakeup != 0)
+				timeout = Max(ms_until(result.next_wakeup), 1);
+			else
+				timeout = MAX_SLEEP_MS;
+			timeout = Min(timeout, MAX_SLEEP_MS);
+
+			if (!result.more &&
+				TimestampDifferenceExceeds(last_retention, GetCurrentTimestamp(), MAX_SLEEP_MS))
+			{
+				sqs_retention_run(sqs_retention_s);
+				last_retention = GetCurrentTimestamp();
+			}
+
+			sqs_worker_report(result.more ? "nothing: delivering" : result.waiting_for,
+							  (result.more || result.next_wakeup == 0) ? 0 : result.next_wakeup,
+							  result.calls, result.errors);
+			pgstat_report_activity(STATE_IDLE, result.more ? "delivering" :
+								   psprintf("waiting for %s", result.waiting_for));
+		}
+
+		if (timeout > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 timeout, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+}
