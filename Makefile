@@ -16,12 +16,14 @@ OBJS = \
 	src/shmem.o \
 	src/squadstack.o \
 	src/token.o \
+	src/trigger.o \
+	src/webhook.o \
 	src/worker.o
 
 DATA = sql/squadstack--0.1.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
-REGRESS = validation enqueue privileges delivery ratelimit
+REGRESS = validation enqueue privileges delivery ratelimit trigger webhook
 REGRESS_OPTS = --load-extension=squadstack
 
 # The server headers are included as system headers so that -Wextra judges

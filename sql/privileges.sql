@@ -7,7 +7,7 @@ SELECT squadstack_set_token('camp_p', 'secret-campaign-token');
 CREATE ROLE squadstack_app LOGIN;
 GRANT USAGE ON SCHEMA squadstack TO squadstack_app;
 GRANT EXECUTE ON FUNCTION
-  squadstack_create_leads(text, jsonb),
+  squadstack_create_leads(text, jsonb, boolean),
   squadstack_disable_leads(text, jsonb),
   squadstack_update_lead(text, jsonb),
   squadstack_delete_lead(text, text),

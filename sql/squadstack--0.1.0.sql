@@ -79,6 +79,43 @@ CREATE INDEX api_calls_token_idx ON squadstack.api_calls (token_id, started_at);
 CREATE INDEX api_calls_campaign_idx ON squadstack.api_calls (campaign_id, started_at);
 CREATE INDEX api_calls_started_idx ON squadstack.api_calls (started_at);
 
+/*
+ * The lead registry: one row per (campaign, lead) the extension has seen,
+ * with its lifecycle, kept up to date by delivery and by outcomes.
+ *   queued    a create is waiting to be sent
+ *   created   SquadStack accepted the create (or reported an outcome)
+ *   failed    the create was refused; a later create may queue it again
+ *   disabled, converted, deleted: the accepted operation of that name
+ */
+CREATE TABLE squadstack.leads (
+	campaign_id		text NOT NULL,
+	lead_id			text NOT NULL,
+	status			text NOT NULL
+		CHECK (status IN ('queued', 'created', 'failed', 'disabled', 'converted', 'deleted')),
+	last_outcome	text,
+	last_processed_at timestamptz,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (campaign_id, lead_id)
+);
+
+/*
+ * Rows a CRM sync trigger with on_invalid=skip could not queue, for the
+ * operator to fix and replay.
+ */
+CREATE TABLE squadstack.sync_skipped (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	skipped_at		timestamptz NOT NULL DEFAULT now(),
+	table_name		text NOT NULL,
+	trigger_name	text NOT NULL,
+	operation		text NOT NULL,
+	campaign_id		text NOT NULL,
+	lead_id			text,
+	sqlstate		text NOT NULL,
+	error			text NOT NULL,
+	row_data		jsonb
+);
+
 /* Per-campaign access tokens; readable by the extension owner only. */
 CREATE TABLE squadstack.tokens (
 	campaign_id		text PRIMARY KEY,
@@ -96,19 +133,21 @@ CREATE TABLE squadstack.token_state (
 );
 
 REVOKE ALL ON squadstack.outbox, squadstack.api_calls, squadstack.tokens,
-	squadstack.token_state FROM PUBLIC;
+	squadstack.token_state, squadstack.leads, squadstack.sync_skipped FROM PUBLIC;
 
 -- queued work and tokens are user data: keep them in pg_dump output
 SELECT pg_catalog.pg_extension_config_dump('squadstack.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.leads', '');
 
 /*
  * Functions.  Every function runs as the extension owner (SECURITY DEFINER,
  * with a fixed search_path), so that roles granted EXECUTE can queue leads
  * without any privilege on the tables, and nothing is granted to PUBLIC.
  */
-CREATE FUNCTION squadstack_create_leads(campaign text, leads jsonb)
+CREATE FUNCTION squadstack_create_leads(campaign text, leads jsonb,
+	skip_existing boolean DEFAULT true)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'squadstack_create_leads'
 LANGUAGE C VOLATILE SECURITY DEFINER
@@ -157,6 +196,16 @@ LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
 /*
+ * Row trigger for CRM tables: queues creates, updates and disables (or
+ * deletes) from INSERT, UPDATE and DELETE, configured by its arguments.
+ */
+CREATE FUNCTION squadstack_sync_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'squadstack_sync_trigger'
+LANGUAGE C SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+/*
  * Whether the access token a campaign uses is paused, and why.  Used by
  * queue_status; runs as the owner because it has to look at the token.
  */
@@ -176,7 +225,7 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'squadstack_worker_status'
 LANGUAGE C VOLATILE;
 
-REVOKE ALL ON FUNCTION squadstack_create_leads(text, jsonb),
+REVOKE ALL ON FUNCTION squadstack_create_leads(text, jsonb, boolean),
 	squadstack_disable_leads(text, jsonb),
 	squadstack_update_lead(text, jsonb),
 	squadstack_delete_lead(text, text),
@@ -185,7 +234,8 @@ REVOKE ALL ON FUNCTION squadstack_create_leads(text, jsonb),
 	squadstack_retry(text, text),
 	squadstack_set_token(text, text),
 	squadstack.token_status(text),
-	squadstack_worker_status()
+	squadstack_worker_status(),
+	squadstack_sync_trigger()
 	FROM PUBLIC;
 
 /*

@@ -30,6 +30,7 @@ PG_FUNCTION_INFO_V1(squadstack_retry);
 PG_FUNCTION_INFO_V1(squadstack_set_token);
 
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr create_plan = NULL;
 
 static void
 check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
@@ -52,20 +53,37 @@ campaign_arg(FunctionCallInfo fcinfo)
 	return campaign;
 }
 
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
 /*
  * Insert one outbox row per operation, in list order, so ids follow the
- * order the caller gave.
+ * order the caller gave.  A create also enters the lead in the registry
+ * (squadstack.leads) as queued; with skip_existing, a lead the registry
+ * already knows (queued, created, disabled or converted) is left out.
+ * Returns the number of operations queued.
  */
-void
-sqs_enqueue(const char *campaign, const char *op, List *ops)
+int64
+sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 {
 	int			n = list_length(ops);
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 	Datum	   *payloads = palloc(sizeof(Datum) * n);
-	Datum		args[4];
+	Datum		args[5];
+	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTOID, JSONBARRAYOID, BOOLOID};
 	ListCell   *lc;
 	int			i = 0;
 	int			rc;
+	int64		queued;
+	bool		is_create = strcmp(op, "create") == 0;
 
 	foreach(lc, ops)
 	{
@@ -78,31 +96,58 @@ sqs_enqueue(const char *campaign, const char *op, List *ops)
 
 	SPI_connect();
 	if (insert_plan == NULL)
-	{
-		Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTOID, JSONBARRAYOID};
-		SPIPlanPtr	plan;
-
-		plan = SPI_prepare("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
-						   "SELECT $1, u.lead_id, $3, u.payload "
-						   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
-						   "ORDER BY u.n",
-						   4, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
-	}
+		insert_plan = prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+								   "SELECT $1, u.lead_id, $3, u.payload "
+								   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
+								   "ORDER BY u.n",
+								   4, argtypes);
+	if (create_plan == NULL)
+		create_plan = prepare_kept("WITH u AS ("
+								   "  SELECT u.lead_id, u.payload, u.n"
+								   "  FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n)"
+								   "  WHERE NOT $5 OR NOT EXISTS ("
+								   "    SELECT 1 FROM squadstack.leads l"
+								   "    WHERE l.campaign_id = $1 AND l.lead_id = u.lead_id"
+								   "      AND l.status <> ALL ('{deleted,failed}'))),"
+								   "ins AS ("
+								   "  INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload)"
+								   "  SELECT $1, u.lead_id, $3, u.payload FROM u ORDER BY u.n"
+								   "  RETURNING lead_id),"
+								   "reg AS ("
+								   "  INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
+								   "  SELECT $1, lead_id, 'queued' FROM ins"
+								   "  ON CONFLICT (campaign_id, lead_id) DO UPDATE"
+								   "  SET status = 'queued', updated_at = now()"
+								   "  WHERE l.status = ANY ('{deleted,failed}')) "
+								   "SELECT count(*) FROM ins",
+								   5, argtypes);
 
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = PointerGetDatum(construct_array_builtin(ids, n, TEXTOID));
 	args[2] = CStringGetTextDatum(op);
 	args[3] = PointerGetDatum(construct_array(payloads, n, JSONBOID, -1, false,
 											  TYPALIGN_INT));
-	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
+	args[4] = BoolGetDatum(skip_existing);
+	if (is_create)
+	{
+		bool		isnull;
+
+		rc = SPI_execute_plan(create_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
+		queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	else
+	{
+		rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
+		queued = (int64) SPI_processed;
+	}
 	SPI_finish();
-	sqs_wake_worker_at_commit();
+	if (queued > 0)
+		sqs_wake_worker_at_commit();
+	return queued;
 }
 
 Datum
@@ -111,10 +156,11 @@ squadstack_create_leads(PG_FUNCTION_ARGS)
 	char	   *campaign = campaign_arg(fcinfo);
 	List	   *ops;
 
+	bool		skip_existing = PG_NARGS() < 3 || PG_ARGISNULL(2) || PG_GETARG_BOOL(2);
+
 	check_not_null(fcinfo, 1, "leads");
 	ops = sqs_parse_create_leads(PG_GETARG_JSONB_P(1));
-	sqs_enqueue(campaign, "create", ops);
-	PG_RETURN_INT64(list_length(ops));
+	PG_RETURN_INT64(sqs_enqueue(campaign, "create", ops, skip_existing));
 }
 
 Datum
@@ -125,8 +171,7 @@ squadstack_disable_leads(PG_FUNCTION_ARGS)
 
 	check_not_null(fcinfo, 1, "lead_ids");
 	ops = sqs_parse_disable_leads(PG_GETARG_JSONB_P(1));
-	sqs_enqueue(campaign, "disable", ops);
-	PG_RETURN_INT64(list_length(ops));
+	PG_RETURN_INT64(sqs_enqueue(campaign, "disable", ops, false));
 }
 
 Datum
@@ -135,9 +180,9 @@ squadstack_update_lead(PG_FUNCTION_ARGS)
 	char	   *campaign = campaign_arg(fcinfo);
 
 	check_not_null(fcinfo, 1, "lead");
-	sqs_enqueue(campaign, "update",
-				list_make1(sqs_parse_update_lead(PG_GETARG_JSONB_P(1))));
-	PG_RETURN_INT64(1);
+	PG_RETURN_INT64(sqs_enqueue(campaign, "update",
+								list_make1(sqs_parse_update_lead(PG_GETARG_JSONB_P(1))),
+								false));
 }
 
 /* A lead_id given as a text argument, as a lead operation with that id. */
@@ -193,8 +238,7 @@ squadstack_delete_lead(PG_FUNCTION_ARGS)
 	SqsLeadOp  *op = lead_id_arg(fcinfo, 1);
 
 	op->payload = simple_payload(op->lead_id, NULL);
-	sqs_enqueue(campaign, "delete", list_make1(op));
-	PG_RETURN_INT64(1);
+	PG_RETURN_INT64(sqs_enqueue(campaign, "delete", list_make1(op), false));
 }
 
 Datum
@@ -227,8 +271,7 @@ squadstack_convert_lead(PG_FUNCTION_ARGS)
 						   SQS_MAX_DETAIL_LEN, len)));
 
 	op->payload = simple_payload(op->lead_id, detail);
-	sqs_enqueue(campaign, "convert", list_make1(op));
-	PG_RETURN_INT64(1);
+	PG_RETURN_INT64(sqs_enqueue(campaign, "convert", list_make1(op), false));
 }
 
 /*

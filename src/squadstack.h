@@ -74,7 +74,8 @@ extern List *sqs_parse_disable_leads(Jsonb *lead_ids);
 extern SqsLeadOp *sqs_parse_update_lead(Jsonb *lead);
 
 /* queueing (enqueue.c) */
-extern void sqs_enqueue(const char *campaign, const char *op, List *ops);
+extern int64 sqs_enqueue(const char *campaign, const char *op, List *ops,
+						 bool skip_existing);
 
 /* access tokens (token.c) */
 extern char *sqs_campaign_token(const char *campaign, const SqsConfig *cfg);
