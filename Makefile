@@ -12,6 +12,7 @@ OBJS = \
 	src/http.o \
 	src/lead.o \
 	src/phone.o \
+	src/responses.o \
 	src/retention.o \
 	src/shmem.o \
 	src/squadstack.o \
@@ -23,7 +24,7 @@ OBJS = \
 DATA = sql/squadstack--0.1.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
-REGRESS = validation enqueue privileges delivery ratelimit trigger webhook
+REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses
 REGRESS_OPTS = --load-extension=squadstack
 
 # The server headers are included as system headers so that -Wextra judges

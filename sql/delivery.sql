@@ -83,12 +83,14 @@ SELECT pg_temp.flush_until_idle() AS calls;
 SELECT method, endpoint, lead_ids, status FROM received WHERE campaign = 'camp_w' ORDER BY seq;
 SELECT lead_id, op, state FROM squadstack.outbox WHERE campaign_id = 'camp_w' ORDER BY id;
 
--- 400 on a batch: retried in halves, so one bad lead fails alone
+-- 400 on a batch: retried in halves, so one bad lead fails alone (H1 exists
+-- at the API already; skip_existing => false lets it through)
 SELECT squadstack_create_leads('camp_h', '[{"lead_id":"H1","phone_number":"9876500001","contact_name":"First"}]') AS queued;
 SELECT squadstack_flush() AS calls;
 SELECT squadstack_create_leads('camp_h', (SELECT jsonb_agg(jsonb_build_object(
   'lead_id', id, 'phone_number', '98765000' || lpad(n::text, 2, '0'), 'contact_name', 'Lead ' || id) ORDER BY n)
-  FROM unnest(ARRAY['H2', 'H3', 'H1', 'H4', 'H5']) WITH ORDINALITY AS u(id, n))) AS queued;
+  FROM unnest(ARRAY['H2', 'H3', 'H1', 'H4', 'H5']) WITH ORDINALITY AS u(id, n)),
+  skip_existing => false) AS queued;
 SELECT pg_temp.flush_until_idle() AS calls;
 SELECT lead_ids, status FROM received WHERE campaign = 'camp_h' ORDER BY seq;
 SELECT lead_id, state, http_status, error, attempts, batch_limit FROM squadstack.outbox WHERE campaign_id = 'camp_h' ORDER BY id;

@@ -100,6 +100,59 @@ CREATE TABLE squadstack.leads (
 );
 
 /*
+ * Every "lead processed" webhook payload received, raw, malformed ones
+ * included.  A trigger fills in status, error, campaign_id and lead_id and
+ * applies valid payloads to lead_outcomes, so a direct INSERT behaves like
+ * squadstack_receive_webhook().
+ */
+CREATE TABLE squadstack.webhook_inbox (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at		timestamptz NOT NULL DEFAULT now(),
+	payload			jsonb NOT NULL,
+	status			text NOT NULL DEFAULT 'rejected'
+		CHECK (status IN ('applied', 'duplicate', 'stale', 'rejected')),
+	error			text,
+	campaign_id		text,
+	lead_id			text,
+	processed_at	timestamptz
+);
+CREATE INDEX webhook_inbox_lead_idx ON squadstack.webhook_inbox (campaign_id, lead_id);
+
+/* Where the last complete squadstack_sync_responses() got to, per campaign. */
+CREATE TABLE squadstack.response_sync (
+	campaign_id		text PRIMARY KEY,
+	last_processed_at timestamptz,
+	last_synced_at	timestamptz NOT NULL,
+	last_stored		bigint NOT NULL
+);
+
+/* The latest outcome SquadStack reported for each lead. */
+CREATE TABLE squadstack.lead_outcomes (
+	campaign_id		text NOT NULL,
+	lead_id			text NOT NULL,
+	phone_number	text,
+	contact_name	text,
+	lead_outcome	text,
+	latest_recording_url text,
+	latest_called_at timestamptz,
+	processed_at	timestamptz NOT NULL,
+	created_at		timestamptz,
+	lead_responses	jsonb,
+	inbox_id		bigint,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (campaign_id, lead_id)
+);
+
+CREATE FUNCTION squadstack.webhook_inbox_apply()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'squadstack_webhook_inbox_apply'
+LANGUAGE C SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE TRIGGER apply_webhook BEFORE INSERT ON squadstack.webhook_inbox
+FOR EACH ROW EXECUTE FUNCTION squadstack.webhook_inbox_apply();
+
+/*
  * Rows a CRM sync trigger with on_invalid=skip could not queue, for the
  * operator to fix and replay.
  */
@@ -133,13 +186,17 @@ CREATE TABLE squadstack.token_state (
 );
 
 REVOKE ALL ON squadstack.outbox, squadstack.api_calls, squadstack.tokens,
-	squadstack.token_state, squadstack.leads, squadstack.sync_skipped FROM PUBLIC;
+	squadstack.token_state, squadstack.leads, squadstack.sync_skipped,
+	squadstack.webhook_inbox, squadstack.lead_outcomes, squadstack.response_sync
+	FROM PUBLIC;
 
 -- queued work and tokens are user data: keep them in pg_dump output
 SELECT pg_catalog.pg_extension_config_dump('squadstack.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.leads', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.webhook_inbox', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.lead_outcomes', '');
 
 /*
  * Functions.  Every function runs as the extension owner (SECURITY DEFINER,
@@ -206,6 +263,27 @@ LANGUAGE C SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
 /*
+ * Store one webhook payload; returns the HTTP status to answer with
+ * (201 stored, 400 malformed, 403 wrong secret).
+ */
+CREATE FUNCTION squadstack_receive_webhook(payload jsonb, secret text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'squadstack_receive_webhook'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * Pull outcomes from the API's responses endpoint through the webhook
+ * inbox, from where the last sync stopped (or from since); returns how
+ * many were stored.
+ */
+CREATE FUNCTION squadstack_sync_responses(campaign text, since timestamptz DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_sync_responses'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+/*
  * Whether the access token a campaign uses is paused, and why.  Used by
  * queue_status; runs as the owner because it has to look at the token.
  */
@@ -235,7 +313,10 @@ REVOKE ALL ON FUNCTION squadstack_create_leads(text, jsonb, boolean),
 	squadstack_set_token(text, text),
 	squadstack.token_status(text),
 	squadstack_worker_status(),
-	squadstack_sync_trigger()
+	squadstack_sync_trigger(),
+	squadstack_receive_webhook(jsonb, text),
+	squadstack_sync_responses(text, timestamptz),
+	squadstack.webhook_inbox_apply()
 	FROM PUBLIC;
 
 /*

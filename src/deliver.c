@@ -69,6 +69,9 @@ typedef struct Batch
 } Batch;
 
 #define LEASE_SLACK_MS 60000
+
+static void pause_token(const SqsConfig *cfg, const char *token_id,
+						const SqsHttpResult *res, Outcome outcome);
 #define MAX_ERROR_TEXT 8192
 
 static const char *
@@ -93,8 +96,8 @@ op_url(const SqsConfig *cfg, const char *op, const char *campaign)
 	return psprintf("%.*s/leads/%s/%s/", (int) len, cfg->api_url, op, campaign);
 }
 
-static void
-begin_step(const char *activity)
+void
+sqs_begin_step(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -103,8 +106,8 @@ begin_step(const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
-static void
-end_step(void)
+void
+sqs_end_step(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
@@ -166,8 +169,8 @@ recover_leases(void)
  * Lock the token's state row and say whether a call may start now.  If
  * not, r notes when one may.
  */
-static bool
-admit_call(const SqsConfig *cfg, const char *token_id, SqsDeliveryResult *r)
+bool
+sqs_admit_call(const SqsConfig *cfg, const char *token_id, SqsDeliveryResult *r)
 {
 	Oid			argtypes[3] = {TEXTOID, INT8OID, INT4OID};
 	Datum		args[3];
@@ -306,26 +309,63 @@ lease_operations(const SqsConfig *cfg, const char *campaign, Batch *b,
 	return true;
 }
 
-/* Write the api_calls row that admits the call, and lease its operations. */
-static void
-start_call(const SqsConfig *cfg, Batch *b)
+/*
+ * Write the api_calls row of an admitted call; the limiter counts it from
+ * now on, whatever becomes of the call.  Returns its id.
+ */
+int64
+sqs_log_call_start(const char *token_id, const char *campaign, const char *op,
+				   const char *method, int n_leads)
 {
 	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
 	Datum		args[5];
 	bool		isnull;
-	Oid			largtypes[3] = {INT8OID, INT8ARRAYOID, INT8OID};
-	Datum		largs[3];
 
-	args[0] = CStringGetTextDatum(b->token_id);
-	args[1] = CStringGetTextDatum(b->campaign);
-	args[2] = CStringGetTextDatum(b->op);
-	args[3] = CStringGetTextDatum(b->method);
-	args[4] = Int32GetDatum(b->n);
+	args[0] = CStringGetTextDatum(token_id);
+	args[1] = CStringGetTextDatum(campaign);
+	args[2] = CStringGetTextDatum(op);
+	args[3] = CStringGetTextDatum(method);
+	args[4] = Int32GetDatum(n_leads);
 	exec_or_die("INSERT INTO squadstack.api_calls "
 				"(token_id, campaign_id, op, method, n_leads, started_at, sender_pid) "
 				"VALUES ($1, $2, $3, $4, $5, clock_timestamp(), pg_backend_pid()) RETURNING id",
 				5, argtypes, args, NULL, SPI_OK_INSERT_RETURNING);
-	b->call_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Complete the api_calls row with the answer. */
+void
+sqs_log_call_end(int64 call_id, const SqsHttpResult *res, const char *error)
+{
+	Oid			argtypes[5] = {INT8OID, FLOAT8OID, INT4OID, TEXTOID, INT8OID};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	args[0] = Int64GetDatum(call_id);
+	args[1] = Float8GetDatum(res->duration_ms);
+	args[2] = Int32GetDatum((int32) res->status);
+	if (res->status == 0)
+		nulls[2] = 'n';
+	if (error != NULL)
+		args[3] = CStringGetTextDatum(error);
+	else
+		nulls[3] = 'n';
+	args[4] = Int64GetDatum(res->retry_after_ms);
+	if (res->retry_after_ms < 0)
+		nulls[4] = 'n';
+	exec_or_die("UPDATE squadstack.api_calls SET duration_ms = $2, http_status = $3,"
+				" error = $4, retry_after = $5 * interval '1 millisecond' WHERE id = $1",
+				5, argtypes, args, nulls, SPI_OK_UPDATE);
+}
+
+/* Write the api_calls row that admits the call, and lease its operations. */
+static void
+start_call(const SqsConfig *cfg, Batch *b)
+{
+	Oid			largtypes[3] = {INT8OID, INT8ARRAYOID, INT8OID};
+	Datum		largs[3];
+
+	b->call_id = sqs_log_call_start(b->token_id, b->campaign, b->op, b->method, b->n);
 
 	largs[0] = Int64GetDatum(b->call_id);
 	largs[1] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
@@ -398,7 +438,7 @@ claim(const SqsConfig *cfg, Batch *b, SqsDeliveryResult *r, MemoryContext cxt)
 		if (token == NULL)
 			continue;			/* shown as paused in queue_status */
 		token_id = sqs_token_id(token);
-		if (!admit_call(cfg, token_id, r))
+		if (!sqs_admit_call(cfg, token_id, r))
 			continue;
 		if (!lease_operations(cfg, campaigns[i], b, cxt))
 			continue;
@@ -412,6 +452,23 @@ claim(const SqsConfig *cfg, Batch *b, SqsDeliveryResult *r, MemoryContext cxt)
 		return true;
 	}
 	return false;
+}
+
+/*
+ * Pause a token after an answer that says so (401/403 until it changes,
+ * 429/503 for Retry-After or a backoff); false for any other answer.
+ */
+bool
+sqs_pause_token_if_needed(const SqsConfig *cfg, const char *token_id,
+						  const SqsHttpResult *res)
+{
+	if (res->status == 401 || res->status == 403)
+		pause_token(cfg, token_id, res, OUTCOME_AUTH_PAUSE);
+	else if (res->status == 429 || res->status == 503)
+		pause_token(cfg, token_id, res, OUTCOME_PAUSE);
+	else
+		return false;
+	return true;
 }
 
 static Outcome
@@ -453,13 +510,14 @@ error_text(const SqsHttpResult *res, Outcome outcome)
 }
 
 static void
-pause_token(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res, Outcome outcome)
+pause_token(const SqsConfig *cfg, const char *token_id, const SqsHttpResult *res,
+			Outcome outcome)
 {
 	Oid			argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
 	Datum		args[3];
 	char		nulls[3] = {' ', ' ', ' '};
 
-	args[0] = CStringGetTextDatum(b->token_id);
+	args[0] = CStringGetTextDatum(token_id);
 	if (outcome == OUTCOME_AUTH_PAUSE)
 	{
 		nulls[1] = 'n';
@@ -500,6 +558,94 @@ pause_token(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res, Outcome ou
 				3, argtypes, args, nulls, SPI_OK_UPDATE);
 }
 
+/*
+ * Keep the lead registry in step with what the API accepted (or refused,
+ * for a create).
+ */
+static void
+update_registry(Batch *b, Outcome outcome)
+{
+	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, BOOLOID};
+	Datum		args[3];
+	const char *status;
+	bool		overwrite = true;
+
+	if (outcome == OUTCOME_FAILED && strcmp(b->op, "create") == 0)
+	{
+		args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
+		exec_or_die("UPDATE squadstack.leads l SET status = 'failed', updated_at = now() "
+					"FROM squadstack.outbox o "
+					"WHERE o.id = ANY ($1) AND l.campaign_id = o.campaign_id"
+					"  AND l.lead_id = o.lead_id AND l.status = 'queued'",
+					1, argtypes, args, NULL, SPI_OK_UPDATE);
+		return;
+	}
+	if (outcome != OUTCOME_SENT)
+		return;
+
+	if (strcmp(b->op, "create") == 0)
+		status = "created";
+	else if (strcmp(b->op, "disable") == 0)
+		status = "disabled";
+	else if (strcmp(b->op, "convert") == 0)
+		status = "converted";
+	else if (strcmp(b->op, "delete") == 0)
+		status = "deleted";
+	else
+	{
+		/* an update says the lead exists, nothing more */
+		status = "created";
+		overwrite = false;
+	}
+	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
+	args[1] = CStringGetTextDatum(status);
+	args[2] = BoolGetDatum(overwrite);
+	exec_or_die("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+				"SELECT campaign_id, lead_id, $2 FROM squadstack.outbox WHERE id = ANY ($1) "
+				"ON CONFLICT (campaign_id, lead_id) DO UPDATE"
+				" SET status = CASE WHEN $3 OR l.status IN ('queued', 'failed')"
+				"                   THEN $2 ELSE l.status END,"
+				"     updated_at = now()",
+				3, argtypes, args, NULL, SPI_OK_INSERT);
+}
+
+/*
+ * SquadStack accepted a delete: erase the lead's personal data that the
+ * extension itself holds.  Operations keep only their lead_id (and a
+ * conversion its detail); outcomes lose phone, name, recording and
+ * responses; webhook payloads keep only campaign and lead ids.
+ */
+static void
+erase_lead(Batch *b)
+{
+	static const char *const queries[] = {
+		"UPDATE squadstack.outbox SET error = NULL,"
+		" payload = jsonb_build_object('lead_id', payload->'lead_id')"
+		"   || CASE WHEN op = 'convert' THEN jsonb_build_object('detail', payload->'detail')"
+		"      ELSE '{}' END "
+		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
+		"                                 WHERE id = ANY ($1))",
+		"UPDATE squadstack.lead_outcomes SET phone_number = NULL, contact_name = NULL,"
+		" latest_recording_url = NULL, lead_responses = NULL, updated_at = now() "
+		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
+		"                                 WHERE id = ANY ($1))",
+		"UPDATE squadstack.webhook_inbox SET"
+		" payload = jsonb_build_object('campaign_id', campaign_id, 'lead_id', lead_id, 'erased', true) "
+		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
+		"                                 WHERE id = ANY ($1))",
+		"UPDATE squadstack.sync_skipped SET row_data = NULL, error = 'erased' "
+		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
+		"                                 WHERE id = ANY ($1))"
+	};
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		args[1];
+	size_t		i;
+
+	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
+	for (i = 0; i < lengthof(queries); i++)
+		exec_or_die(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
+}
+
 /* Step 3: complete the call's record and move its operations on. */
 static void
 record(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res)
@@ -511,27 +657,7 @@ record(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res)
 	Datum	   *delay_ms = palloc(sizeof(Datum) * b->n);
 	int			i;
 
-	{
-		Oid			argtypes[5] = {INT8OID, FLOAT8OID, INT4OID, TEXTOID, INT8OID};
-		Datum		args[5];
-		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-
-		args[0] = Int64GetDatum(b->call_id);
-		args[1] = Float8GetDatum(res->duration_ms);
-		args[2] = Int32GetDatum((int32) res->status);
-		if (res->status == 0)
-			nulls[2] = 'n';
-		if (error != NULL)
-			args[3] = CStringGetTextDatum(error);
-		else
-			nulls[3] = 'n';
-		args[4] = Int64GetDatum(res->retry_after_ms);
-		if (res->retry_after_ms < 0)
-			nulls[4] = 'n';
-		exec_or_die("UPDATE squadstack.api_calls SET duration_ms = $2, http_status = $3,"
-					" error = $4, retry_after = $5 * interval '1 millisecond' WHERE id = $1",
-					5, argtypes, args, nulls, SPI_OK_UPDATE);
-	}
+	sqs_log_call_end(b->call_id, res, error);
 
 	for (i = 0; i < b->n; i++)
 	{
@@ -608,11 +734,15 @@ record(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res)
 					8, argtypes, args, nulls, SPI_OK_UPDATE);
 	}
 
+	update_registry(b, outcome);
+	if (outcome == OUTCOME_SENT && strcmp(b->op, "delete") == 0)
+		erase_lead(b);
+
 	/* later operations of these leads may be sendable now */
 	sqs_wake_worker_at_commit();
 
 	if (outcome == OUTCOME_AUTH_PAUSE || outcome == OUTCOME_PAUSE)
-		pause_token(cfg, b, res, outcome);
+		pause_token(cfg, b->token_id, res, outcome);
 	else if (outcome == OUTCOME_SENT)
 	{
 		Oid			argtypes[1] = {TEXTOID};
@@ -648,9 +778,9 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 		result->next_wakeup = 0;
 		result->waiting_for = "work";
 
-		begin_step("squadstack: claiming operations");
+		sqs_begin_step("squadstack: claiming operations");
 		claimed = claim(cfg, &b, result, cxt);
-		end_step();
+		sqs_end_step();
 		if (!claimed)
 		{
 			result->more = false;
@@ -666,9 +796,9 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 		if (res.status < 200 || res.status >= 300)
 			result->errors++;
 
-		begin_step("squadstack: recording the answer");
+		sqs_begin_step("squadstack: recording the answer");
 		record(cfg, &b, &res);
-		end_step();
+		sqs_end_step();
 	}
 	MemoryContextDelete(cxt);
 }

@@ -1,13 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * flush.c
- *		squadstack_flush(): deliver what is due now, on behalf of the caller.
+ *		Run API work on behalf of the calling session: squadstack_flush()
+ *		and squadstack_sync_responses().
  *
  * A SQL function runs inside its caller's transaction, but every claim and
  * every outcome must commit on its own (other senders must see them, and
  * no transaction may stay open during an HTTP call).  So the calls are made
- * by a short-lived background worker started for this flush, with the
- * caller's settings; the caller waits for it and returns its count.  If
+ * by a short-lived background worker started for the job, with the
+ * caller's settings; the caller waits for it and returns its result.  If
  * the caller is cancelled or terminated, the worker is stopped too, which
  * aborts a call in progress.
  *
@@ -23,6 +24,7 @@
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -31,49 +33,54 @@
 
 PG_FUNCTION_INFO_V1(squadstack_flush);
 
-PGDLLEXPORT void squadstack_flush_main(Datum arg);
+PGDLLEXPORT void squadstack_job_main(Datum arg);
 
-/* what the caller and the flush worker share */
-typedef struct FlushShared
+/* what the caller and the job's worker share */
+typedef struct JobShared
 {
 	Oid			database;
 	Oid			user;
-	int			max_calls;
+	SqsJob		job;
 	SqsConfig	cfg;
 	bool		done;
-	int			calls;
+	int64		result;
+	/* the error that ended the job, re-raised in the caller */
+	int			sqlerrcode;
 	char		error[1024];
-} FlushShared;
+	char		detail[1024];
+	char		hint[512];
+} JobShared;
 
-Datum
-squadstack_flush(PG_FUNCTION_ARGS)
+static const char *
+job_name(SqsJobKind kind)
 {
-	int			max_calls = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0);
+	return kind == SQS_JOB_FLUSH ? "flush" : "response sync";
+}
+
+int64
+sqs_run_job(const SqsJob *job)
+{
 	dsm_segment *seg;
-	FlushShared *shared;
+	JobShared  *shared;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	BgwHandleStatus status;
 	pid_t		pid;
-	int			calls;
+	int64		result;
 
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot flush the squadstack outbox during recovery"),
+				 errmsg("cannot call the SquadStack API during recovery"),
 				 errhint("Delivery starts on the primary, or on this server after promotion.")));
-	if (!PG_ARGISNULL(0) && max_calls < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_calls must be at least 1 or null, not %d", max_calls)));
 
-	seg = dsm_create(sizeof(FlushShared), 0);
+	seg = dsm_create(sizeof(JobShared), 0);
 	shared = dsm_segment_address(seg);
 	memset(shared, 0, sizeof(*shared));
 	shared->database = MyDatabaseId;
-	/* the function runs as the extension owner, who may read tokens */
+	/* the SQL functions run as the extension owner, who may read tokens */
 	shared->user = GetUserId();
-	shared->max_calls = max_calls;
+	shared->job = *job;
 	sqs_config_from_gucs(&shared->cfg);
 
 	memset(&worker, 0, sizeof(worker));
@@ -81,17 +88,18 @@ squadstack_flush(PG_FUNCTION_ARGS)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "squadstack");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "squadstack_flush_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "squadstack flush for PID %d", MyProcPid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "squadstack flush");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "squadstack_job_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "squadstack %s for PID %d",
+			 job_name(job->kind), MyProcPid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "squadstack %s", job_name(job->kind));
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start a squadstack flush worker"),
-				 errhint("Raise max_worker_processes; every squadstack_flush() needs one worker slot while it runs.")));
+				 errmsg("could not start a squadstack %s worker", job_name(job->kind)),
+				 errhint("Raise max_worker_processes; every squadstack_flush() or squadstack_sync_responses() needs one worker slot while it runs.")));
 
 	PG_TRY();
 	{
@@ -110,27 +118,45 @@ squadstack_flush(PG_FUNCTION_ARGS)
 	if (status == BGWH_POSTMASTER_DIED)
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
-				 errmsg("postmaster exited during squadstack_flush()")));
+				 errmsg("postmaster exited during a squadstack %s", job_name(job->kind))));
 	if (shared->error[0] != '\0')
 		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("squadstack flush failed: %s", shared->error)));
+				(errcode(shared->sqlerrcode ? shared->sqlerrcode : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("squadstack %s failed: %s", job_name(job->kind), shared->error),
+				 shared->detail[0] ? errdetail_internal("%s", shared->detail) : 0,
+				 shared->hint[0] ? errhint("%s", shared->hint) : 0));
 	if (!shared->done)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("squadstack flush worker stopped before it finished"),
-				 errdetail("%d API calls had been made.", shared->calls)));
-	calls = shared->calls;
+				 errmsg("squadstack %s worker stopped before it finished", job_name(job->kind))));
+	result = shared->result;
 	dsm_detach(seg);
-	PG_RETURN_INT32(calls);
+	return result;
+}
+
+Datum
+squadstack_flush(PG_FUNCTION_ARGS)
+{
+	SqsJob		job;
+
+	memset(&job, 0, sizeof(job));
+	job.kind = SQS_JOB_FLUSH;
+	if (!PG_ARGISNULL(0))
+	{
+		job.max_calls = PG_GETARG_INT32(0);
+		if (job.max_calls < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_calls must be at least 1 or null, not %d", job.max_calls)));
+	}
+	PG_RETURN_INT32((int32) sqs_run_job(&job));
 }
 
 void
-squadstack_flush_main(Datum arg)
+squadstack_job_main(Datum arg)
 {
 	dsm_segment *seg;
-	FlushShared *shared;
-	SqsDeliveryResult result;
+	JobShared  *shared;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -139,7 +165,7 @@ squadstack_flush_main(Datum arg)
 	if (seg == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("could not attach to the squadstack flush request")));
+				 errmsg("could not attach to the squadstack job request")));
 	shared = dsm_segment_address(seg);
 
 	BackgroundWorkerInitializeConnectionByOid(shared->database, shared->user, 0);
@@ -149,8 +175,15 @@ squadstack_flush_main(Datum arg)
 
 	PG_TRY();
 	{
-		sqs_deliver(&shared->cfg, shared->max_calls, &result);
-		shared->calls = result.calls;
+		if (shared->job.kind == SQS_JOB_FLUSH)
+		{
+			SqsDeliveryResult result;
+
+			sqs_deliver(&shared->cfg, shared->job.max_calls, &result);
+			shared->result = result.calls;
+		}
+		else
+			shared->result = sqs_sync_responses_run(&shared->cfg, &shared->job);
 		shared->done = true;
 	}
 	PG_CATCH();
@@ -160,8 +193,13 @@ squadstack_flush_main(Datum arg)
 		/* hand the message to the caller, then fail as usual */
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
+		shared->sqlerrcode = edata->sqlerrcode;
 		strlcpy(shared->error, edata->message ? edata->message : "unknown error",
 				sizeof(shared->error));
+		if (edata->detail)
+			strlcpy(shared->detail, edata->detail, sizeof(shared->detail));
+		if (edata->hint)
+			strlcpy(shared->hint, edata->hint, sizeof(shared->hint));
 		FreeErrorData(edata);
 		PG_RE_THROW();
 	}

@@ -10,6 +10,7 @@
 
 #include "postgres.h"
 
+struct SqsHttpResult;
 typedef struct SqsHttpResult
 {
 	long		status;			/* HTTP status, 0 if there was no answer */

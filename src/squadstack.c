@@ -11,6 +11,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/guc.h"
 
 #include "squadstack.h"
@@ -74,6 +75,17 @@ check_token(char **newval, void **extra, GucSource source)
 	if (problem != NULL)
 	{
 		GUC_check_errdetail("%s", problem);
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_webhook_timezone(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || pg_tzset(*newval) == NULL)
+	{
+		GUC_check_errdetail("The time zone must be a name such as \"UTC\" or \"Asia/Kolkata\".");
 		return false;
 	}
 	return true;
@@ -188,14 +200,23 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
-	DefineCustomStringVariable("squadstack.database_name",
-							   "Database the background worker delivers from.",
-							   "The extension must be created in this database.",
-							   &sqs_database_name,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
+	DefineCustomStringVariable("squadstack.webhook_secret",
+							   "Secret a webhook delivery must present to squadstack_receive_webhook().",
+							   "Empty means no secret is required.",
+							   &sqs_webhook_secret,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.webhook_timezone",
+							   "Time zone of webhook timestamps that carry no offset.",
+							   NULL,
+							   &sqs_webhook_timezone,
+							   "UTC",
+							   PGC_SUSET,
+							   0,
+							   check_webhook_timezone, NULL, NULL);
 
 	DefineCustomIntVariable("squadstack.retention",
 							"How long sent operations and API call records are kept.",
@@ -210,6 +231,16 @@ _PG_init(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	/* a postmaster setting can only be defined while preloading */
+	DefineCustomStringVariable("squadstack.database_name",
+							   "Database the background worker delivers from.",
+							   "The extension must be created in this database.",
+							   &sqs_database_name,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
 
 	sqs_shmem_init();
 	sqs_worker_register();

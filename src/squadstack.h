@@ -56,6 +56,8 @@ extern int	sqs_max_attempts;
 extern int	sqs_retry_base_ms;
 extern int	sqs_retry_max_ms;
 extern int	sqs_phone_format;
+extern char *sqs_webhook_secret;
+extern char *sqs_webhook_timezone;
 
 extern void sqs_config_from_gucs(SqsConfig *cfg);
 
@@ -97,5 +99,41 @@ typedef struct SqsDeliveryResult
 
 extern void sqs_deliver(const SqsConfig *cfg, int max_calls,
 						SqsDeliveryResult *result);
+
+/* one short transaction with SPI, in a process outside any (deliver.c) */
+extern void sqs_begin_step(const char *activity);
+extern void sqs_end_step(void);
+
+/* the limiter and call log, for other kinds of calls (deliver.c) */
+struct SqsHttpResult;
+extern bool sqs_admit_call(const SqsConfig *cfg, const char *token_id,
+						   SqsDeliveryResult *r);
+extern int64 sqs_log_call_start(const char *token_id, const char *campaign,
+								const char *op, const char *method, int n_leads);
+extern void sqs_log_call_end(int64 call_id, const struct SqsHttpResult *res,
+							 const char *error);
+extern bool sqs_pause_token_if_needed(const SqsConfig *cfg, const char *token_id,
+									  const struct SqsHttpResult *res);
+
+/* API work run in a background worker for the calling session (flush.c) */
+typedef enum SqsJobKind
+{
+	SQS_JOB_FLUSH,
+	SQS_JOB_SYNC_RESPONSES
+} SqsJobKind;
+
+typedef struct SqsJob
+{
+	SqsJobKind	kind;
+	int			max_calls;		/* flush: 0 for no limit */
+	char		campaign[SQS_MAX_CAMPAIGN_LEN + 1]; /* sync_responses */
+	bool		has_since;
+	TimestampTz since;
+} SqsJob;
+
+extern int64 sqs_run_job(const SqsJob *job);
+
+/* pulling outcomes from the responses endpoint (responses.c) */
+extern int64 sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job);
 
 #endif							/* SQUADSTACK_H */

@@ -4,7 +4,8 @@
 # a free port on 127.0.0.1 and always stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PATH="$($PG_CONFIG --bindir):$PATH"
 
 work=$(mktemp -d /tmp/squadstack-regress-XXXXXX)
 chmod 755 "$work"
@@ -27,7 +28,8 @@ export SQUADSTACK_DOUBLE_LOG="$work/requests.jsonl"
 export SQUADSTACK_API_URL="http://127.0.0.1:$SQUADSTACK_DOUBLE_PORT/api/v4"
 
 status=0
-make -s installcheck PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config || status=$?
+# REGRESS=... runs a subset
+make -s installcheck PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} || status=$?
 if [ $status -ne 0 ] && [ -f regression.diffs ]; then
   cat regression.diffs
 fi

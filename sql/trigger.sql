@@ -1,0 +1,315 @@
+-- The CRM sync trigger: what INSERT, UPDATE and DELETE on a CRM table
+-- queue, how its arguments are checked, what happens to invalid rows, and
+-- what reaches the API double once the queue is flushed.
+\getenv api_url SQUADSTACK_API_URL
+\getenv double_log SQUADSTACK_DOUBLE_LOG
+TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state,
+  squadstack.leads, squadstack.sync_skipped;
+\! python3 test/double_ctl.py reset '{"defaults": true}'
+\! python3 test/double_ctl.py config '{"tokens": ["test-token"], "rate_limit": 1000, "rate_window": 1}'
+
+CREATE TEMP VIEW queued AS
+SELECT campaign_id, lead_id, op, payload FROM squadstack.outbox ORDER BY id;
+
+-- an error's SQLSTATE, message, detail and hint, for the argument checks
+CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  state text;
+  msg text;
+  detail text;
+  hint text;
+BEGIN
+  EXECUTE sql;
+  RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+    detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+  RETURN state || ': ' || msg
+    || CASE WHEN detail <> '' THEN E'\nDETAIL: ' || detail ELSE '' END
+    || CASE WHEN hint <> '' THEN E'\nHINT: ' || hint ELSE '' END;
+END $$;
+
+CREATE SCHEMA crm;
+CREATE TABLE crm.customers (
+  id          text PRIMARY KEY,
+  mobile      text,
+  full_name   text,
+  kyc_status  text,
+  score       integer,
+  vip         boolean,
+  balance     numeric,
+  rating      float8,
+  signed_up   date,
+  notes       text              -- not mapped
+);
+CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.customers
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_t', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name',
+  'is_KYC=kyc_status', 'score=score', 'vip=vip', 'balance=balance',
+  'rating=rating', 'signed_up=signed_up', 'on_delete=disable');
+
+-- INSERT queues a create: text as strings, numbers as numbers, booleans,
+-- NULL as null, other types as their text; the phone number normalised
+INSERT INTO crm.customers VALUES
+  ('C1', '098765 43210', 'Asha Rao', 'YES', 7, true, 12.50, 4.5, '2024-01-15', 'first');
+INSERT INTO crm.customers (id, mobile, full_name) VALUES ('C2', '+91 98765-43211', 'Ravi');
+INSERT INTO crm.customers (id, mobile, full_name, balance, rating)
+VALUES ('C3', '9876543212', 'Meera', 'NaN', '-Infinity');
+SELECT * FROM queued;
+SELECT lead_id, status FROM squadstack.leads ORDER BY lead_id;
+TRUNCATE squadstack.outbox;
+
+-- UPDATE queues only the mapped fields that changed, with the lead_id
+UPDATE crm.customers SET full_name = 'Asha R. Rao', notes = 'renamed' WHERE id = 'C1';
+UPDATE crm.customers SET notes = 'unmapped column only' WHERE id = 'C1';
+UPDATE crm.customers SET full_name = full_name, score = score WHERE id = 'C1';
+UPDATE crm.customers SET score = NULL, vip = false, mobile = '91 98765 00000' WHERE id = 'C1';
+UPDATE crm.customers SET kyc_status = 'NO' WHERE id = 'C2';
+-- one statement over several rows: only the rows that changed
+UPDATE crm.customers SET kyc_status = 'NO';
+SELECT * FROM queued;
+TRUNCATE squadstack.outbox;
+
+-- the lead_id cannot change
+UPDATE crm.customers SET id = 'C9' WHERE id = 'C1';
+SELECT count(*) AS queued FROM squadstack.outbox;
+
+-- an update that breaks validation fails the statement
+UPDATE crm.customers SET mobile = '12345' WHERE id = 'C1';
+UPDATE crm.customers SET full_name = '  ' WHERE id = 'C1';
+UPDATE crm.customers SET full_name = NULL WHERE id = 'C1';
+SELECT count(*) AS queued FROM squadstack.outbox;
+
+-- DELETE with on_delete=disable
+DELETE FROM crm.customers WHERE id = 'C2';
+SELECT * FROM queued;
+TRUNCATE squadstack.outbox;
+
+-- on_delete=delete
+DROP TRIGGER to_squadstack ON crm.customers;
+CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.customers
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_t', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name',
+  'on_delete=delete');
+DELETE FROM crm.customers WHERE id = 'C3';
+SELECT * FROM queued;
+TRUNCATE squadstack.outbox;
+
+-- on_delete=ignore
+DROP TRIGGER to_squadstack ON crm.customers;
+CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.customers
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_t', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name',
+  'on_delete=ignore');
+DELETE FROM crm.customers WHERE id = 'C1';
+SELECT count(*) AS queued FROM squadstack.outbox;
+
+-- a multi-row INSERT ... SELECT queues one create per row, in order
+INSERT INTO crm.customers (id, mobile, full_name)
+SELECT 'M' || i, (9000000000 + i)::text, 'Multi ' || i FROM generate_series(1, 5) i;
+SELECT * FROM queued;
+TRUNCATE squadstack.outbox;
+
+-- nothing is queued unless the transaction commits
+BEGIN;
+INSERT INTO crm.customers (id, mobile, full_name) VALUES ('R1', '9876543299', 'Rolled back');
+UPDATE crm.customers SET full_name = 'Rolled back too' WHERE id = 'M1';
+DELETE FROM crm.customers WHERE id = 'M2';
+SELECT count(*) AS queued_in_transaction FROM squadstack.outbox;
+ROLLBACK;
+SELECT count(*) AS queued FROM squadstack.outbox;
+SELECT count(*) AS registered FROM squadstack.leads WHERE lead_id = 'R1';
+
+-- a row that fails validation fails the CRM statement by default, and one
+-- bad row in a multi-row statement fails it all
+INSERT INTO crm.customers (id, mobile, full_name) VALUES ('BAD1', '12345', 'Bad phone');
+INSERT INTO crm.customers (id, mobile) VALUES ('BAD2', '9876543210');
+INSERT INTO crm.customers (id, mobile, full_name) VALUES ('BAD3', '9876543210', '');
+INSERT INTO crm.customers (id, mobile, full_name) VALUES (repeat('x', 256), '9876543210', 'Long id');
+INSERT INTO crm.customers (id, mobile, full_name)
+VALUES ('OK1', '9876543210', 'Fine'), ('BAD4', '0', 'Bad');
+SELECT count(*) AS rows_kept FROM crm.customers WHERE id IN ('BAD1', 'BAD2', 'BAD3', 'OK1', 'BAD4');
+SELECT count(*) AS queued FROM squadstack.outbox;
+
+-- with on_invalid=skip, an invalid row is written, warned about and
+-- recorded, and the others are queued
+CREATE TABLE crm.prospects (
+  ref       text,
+  phone     text,
+  name      text,
+  source    text
+);
+CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.prospects
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_s', 'lead_id=ref', 'phone_number=phone', 'contact_name=name',
+  'source=source', 'on_invalid=skip');
+INSERT INTO crm.prospects VALUES
+  ('S1', '9876511111', 'Good one', 'web'),
+  ('S2', '12345', 'Bad phone', 'fair'),
+  (NULL, '9876522222', 'No ref', 'web'),
+  ('S3', '9876533333', 'Good two', NULL);
+UPDATE crm.prospects SET phone = '000' WHERE ref = 'S1';
+UPDATE crm.prospects SET source = 'phone' WHERE ref = 'S3';
+DELETE FROM crm.prospects WHERE ref IS NULL;
+SELECT count(*) AS prospects FROM crm.prospects;
+SELECT * FROM queued;
+SELECT table_name, trigger_name, operation, campaign_id, lead_id, sqlstate, error, row_data
+FROM squadstack.sync_skipped ORDER BY id;
+-- a skipped row in a rolled back transaction leaves no record either
+BEGIN;
+INSERT INTO crm.prospects VALUES ('S4', 'bad', 'Rolled back', NULL);
+ROLLBACK;
+SELECT count(*) AS skipped FROM squadstack.sync_skipped;
+-- a lead_id change is an error even with on_invalid=skip
+UPDATE crm.prospects SET ref = 'S5' WHERE ref = 'S3';
+TRUNCATE squadstack.outbox, squadstack.sync_skipped;
+
+-- an integer lead_id column: the lead_id stays a JSON number
+CREATE TABLE crm.accounts (
+  acct_no   bigint PRIMARY KEY,
+  phone     bigint,
+  holder    varchar(80),
+  tier      smallint,
+  opened    timestamptz
+);
+CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.accounts
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_i', 'lead_id=acct_no', 'phone_number=phone', 'contact_name=holder',
+  'tier=tier', 'on_delete=delete');
+INSERT INTO crm.accounts VALUES (1001, 9876544444, 'Integer Id', 2, NULL);
+UPDATE crm.accounts SET tier = 3 WHERE acct_no = 1001;
+UPDATE crm.accounts SET opened = '2024-01-01 00:00+00' WHERE acct_no = 1001;
+DELETE FROM crm.accounts WHERE acct_no = 1001;
+SELECT * FROM queued;
+SELECT jsonb_typeof(payload->'lead_id') AS lead_id_type FROM squadstack.outbox ORDER BY id;
+TRUNCATE squadstack.outbox;
+
+-- a trigger on a partitioned table is cloned to each partition, whose
+-- columns may sit at other positions
+CREATE TABLE crm.regional (
+  id        text,
+  region    text,
+  mobile    text,
+  full_name text
+) PARTITION BY LIST (region);
+CREATE TABLE crm.regional_north PARTITION OF crm.regional FOR VALUES IN ('north');
+CREATE TABLE crm.regional_south (extra int, full_name text, mobile text, region text, id text);
+ALTER TABLE crm.regional_south DROP COLUMN extra;
+ALTER TABLE crm.regional ATTACH PARTITION crm.regional_south FOR VALUES IN ('south');
+CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.regional
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_p', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name',
+  'region=region');
+INSERT INTO crm.regional VALUES
+  ('N1', 'north', '9876500001', 'North one'),
+  ('S1', 'south', '9876500002', 'South one'),
+  ('N2', 'north', '9876500003', 'North two');
+SELECT * FROM queued;
+TRUNCATE squadstack.outbox;
+
+-- an application role that may only write the CRM table still queues: the
+-- trigger function runs as the extension's owner
+CREATE ROLE squadstack_crm_writer;
+GRANT USAGE ON SCHEMA crm TO squadstack_crm_writer;
+GRANT INSERT, UPDATE, DELETE, SELECT ON crm.customers TO squadstack_crm_writer;
+SET ROLE squadstack_crm_writer;
+INSERT INTO crm.customers (id, mobile, full_name) VALUES ('W1', '9876577777', 'Writer');
+SELECT * FROM squadstack.outbox;
+RESET ROLE;
+SELECT * FROM queued;
+TRUNCATE squadstack.outbox;
+
+-- bad trigger arguments fail at the first row, naming trigger, table and
+-- argument
+CREATE TABLE crm.bad (id text, mobile text, full_name text);
+CREATE FUNCTION pg_temp.try_trigger(args text, kind text DEFAULT 'AFTER INSERT OR UPDATE OR DELETE',
+                                    level text DEFAULT 'ROW') RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  result text;
+BEGIN
+  EXECUTE format('CREATE TRIGGER sync_bad %s ON crm.bad FOR EACH %s EXECUTE FUNCTION squadstack_sync_trigger(%s)',
+                 kind, level, args);
+  result := pg_temp.error_of($q$INSERT INTO crm.bad VALUES ('B1', '9876543210', 'Bad args')$q$);
+  IF result = 'no error' THEN
+    result := pg_temp.error_of($q$UPDATE crm.bad SET full_name = 'Renamed'$q$);
+  END IF;
+  EXECUTE 'DROP TRIGGER sync_bad ON crm.bad';
+  DELETE FROM crm.bad;
+  RETURN result;
+END $$;
+SELECT pg_temp.try_trigger('');
+SELECT pg_temp.try_trigger($$'camp 1', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name'$$);
+SELECT pg_temp.try_trigger(format('%L, ''lead_id=id'', ''phone_number=mobile'', ''contact_name=full_name''', repeat('c', 65)));
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number', 'contact_name=full_name'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', '=mobile', 'contact_name=full_name'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=', 'contact_name=full_name'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=phone', 'contact_name=full_name'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=Mobile', 'contact_name=full_name'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'phone_number=mobile', 'contact_name=full_name'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'contact_name=full_name'$$, 'AFTER UPDATE');
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'lead_id=mobile'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'on_update=ignore'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'on_delete=purge'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'on_invalid=ignore'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'on_delete=ignore', 'on_delete=delete'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name'$$, 'BEFORE INSERT');
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name'$$, 'AFTER INSERT', 'STATEMENT');
+-- an UPDATE-only trigger does not create leads, so it needs only lead_id
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'contact_name=full_name'$$, 'AFTER UPDATE');
+SELECT * FROM queued;
+-- as psql shows it
+CREATE TRIGGER sync_bad AFTER INSERT ON crm.bad
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger('camp_b', 'lead_id=id', 'phone_number=phone');
+INSERT INTO crm.bad VALUES ('B1', '9876543210', 'Bad args');
+DROP TRIGGER sync_bad ON crm.bad;
+TRUNCATE squadstack.outbox;
+
+-- delivery: what the trigger queued reaches the API double in order
+SET squadstack.api_url = :'api_url';
+SET squadstack.token = 'test-token';
+CREATE TEMP VIEW received AS
+SELECT (r->>'seq')::int AS seq, r->>'method' AS method, r->>'endpoint' AS endpoint,
+       r->>'campaign' AS campaign, r->'lead_ids' AS lead_ids, (r->>'status')::int AS status,
+       r->'body' AS body
+FROM (SELECT l::jsonb AS r
+      FROM regexp_split_to_table(pg_read_file(:'double_log'), E'\n') AS l
+      WHERE l <> '') s;
+CREATE FUNCTION pg_temp.flush_until_idle() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+  total int := 0;
+  n int;
+  idle int := 0;
+BEGIN
+  FOR i IN 1..100 LOOP
+    n := squadstack_flush();
+    total := total + n;
+    idle := CASE WHEN n = 0 THEN idle + 1 ELSE 0 END;
+    EXIT WHEN idle >= 3;
+    PERFORM pg_sleep(0.02);
+  END LOOP;
+  RETURN total;
+END $$;
+
+DROP TRIGGER to_squadstack ON crm.customers;
+CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.customers
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_d', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name',
+  'is_KYC=kyc_status', 'score=score');
+INSERT INTO crm.customers (id, mobile, full_name, kyc_status, score) VALUES
+  ('D1', '9876560001', 'Deliver one', 'YES', 1),
+  ('D2', '9876560002', 'Deliver two', 'NO', NULL);
+UPDATE crm.customers SET full_name = 'Deliver One', score = 2 WHERE id = 'D1';
+DELETE FROM crm.customers WHERE id = 'D2';
+INSERT INTO crm.accounts VALUES (2002, 9876560003, 'Account', 1, NULL);
+DELETE FROM crm.accounts WHERE acct_no = 2002;
+SELECT pg_temp.flush_until_idle() AS calls;
+SELECT method, endpoint, campaign, lead_ids, status, body FROM received ORDER BY seq;
+SELECT campaign_id, lead_id, op, state, http_status FROM squadstack.outbox ORDER BY id;
+
+RESET squadstack.api_url;
+RESET squadstack.token;
+DROP SCHEMA crm CASCADE;
+DROP ROLE squadstack_crm_writer;
+TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state,
+  squadstack.leads, squadstack.sync_skipped;

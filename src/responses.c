@@ -1,0 +1,314 @@
+/*-------------------------------------------------------------------------
+ *
+ * responses.c
+ *		squadstack_sync_responses(): pull outcomes from the API's responses
+ *		endpoint, for webhooks that never arrived.
+ *
+ * GET /leads/responses/{campaign_id}/ is paged; every page is one call
+ * under the same rate limit as everything else, and every result goes
+ * through squadstack.webhook_inbox exactly like a webhook delivery.  Where
+ * the last complete sync got to (the latest processed_at seen) is kept in
+ * squadstack.response_sync, and the next sync asks for what was processed
+ * from then on.  Runs in a background worker for the caller (flush.c), so
+ * no transaction is open during a call.
+ *
+ * The "next" links of the answers are only read as "there is more": the
+ * pages are requested from squadstack.api_url, so the token goes nowhere
+ * else.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "http.h"
+#include "squadstack.h"
+
+PG_FUNCTION_INFO_V1(squadstack_sync_responses);
+
+#define PAGE_SIZE 100
+#define MAX_PAGES 100000
+/* the longest a sync waits for rate budget before giving up */
+#define MAX_BUDGET_WAIT_MS (10 * 60 * 1000)
+
+Datum
+squadstack_sync_responses(PG_FUNCTION_ARGS)
+{
+	SqsJob		job;
+	char	   *campaign;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("campaign must not be null")));
+	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	sqs_check_campaign(campaign);
+
+	memset(&job, 0, sizeof(job));
+	job.kind = SQS_JOB_SYNC_RESPONSES;
+	strlcpy(job.campaign, campaign, sizeof(job.campaign));
+	if (!PG_ARGISNULL(1))
+	{
+		job.has_since = true;
+		job.since = PG_GETARG_TIMESTAMPTZ(1);
+	}
+	PG_RETURN_INT64(sqs_run_job(&job));
+}
+
+/* seconds since the Unix epoch, as the endpoint's filters want them */
+static double
+unix_seconds(TimestampTz ts)
+{
+	return (double) (ts + ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)) /
+		USECS_PER_SEC;
+}
+
+/* Where to start: the given time, else where the last sync got to. */
+static bool
+start_cursor(const SqsJob *job, TimestampTz *cursor)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	int			rc;
+
+	if (job->has_since)
+	{
+		*cursor = job->since;
+		return true;
+	}
+	args[0] = CStringGetTextDatum(job->campaign);
+	rc = SPI_execute_with_args("SELECT last_processed_at FROM squadstack.response_sync"
+							   " WHERE campaign_id = $1",
+							   1, argtypes, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the response sync state: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return false;
+	*cursor = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	return !isnull;
+}
+
+/*
+ * Wait for rate budget and log the call; returns its api_calls id.  A
+ * token paused until it changes ends the sync.
+ */
+static int64
+reserve_call(const SqsConfig *cfg, const char *token_id, const char *campaign)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   MAX_BUDGET_WAIT_MS);
+
+	for (;;)
+	{
+		SqsDeliveryResult r;
+		int64		call_id = 0;
+		long		secs;
+		int			usecs;
+
+		memset(&r, 0, sizeof(r));
+		sqs_begin_step("squadstack: waiting for rate budget");
+		if (sqs_admit_call(cfg, token_id, &r))
+			call_id = sqs_log_call_start(token_id, campaign, "responses", "GET", 0);
+		sqs_end_step();
+		if (call_id != 0)
+			return call_id;
+
+		if (r.next_wakeup == 0 || r.next_wakeup > deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("could not sync responses for campaign \"%s\": waiting for %s",
+							campaign, r.waiting_for ? r.waiting_for : "the API"),
+					 errhint("See squadstack.queue_status; the next sync continues where this one stopped.")));
+		TimestampDifference(GetCurrentTimestamp(), r.next_wakeup, &secs, &usecs);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 secs * 1000 + usecs / 1000 + 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Store one page's results through the inbox.  Returns how many were
+ * stored; *latest is advanced to the latest valid processed_at, *more says
+ * whether the answer links a next page.
+ */
+static int64
+store_page(const char *body, TimestampTz *latest, bool *has_latest, bool *more)
+{
+	Datum		page = DirectFunctionCall1(jsonb_in, CStringGetDatum(body));
+	Oid			argtypes[1] = {JSONBOID};
+	Datum		args[1] = {page};
+	bool		isnull;
+	Datum		d;
+	int64		stored;
+	int			rc;
+
+	rc = SPI_execute_with_args("SELECT jsonb_typeof($1) = 'object'"
+							   " AND jsonb_typeof($1->'results') = 'array',"
+							   " coalesce(jsonb_typeof($1->'next') NOT IN ('null'), false)",
+							   1, argtypes, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read a responses page: %s", SPI_result_code_string(rc));
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_JSON_TEXT),
+				 errmsg("unexpected answer from the responses endpoint"),
+				 errdetail("Expected an object with a \"results\" array.")));
+	*more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+	rc = SPI_execute_with_args("WITH ins AS ("
+							   "  INSERT INTO squadstack.webhook_inbox (payload)"
+							   "  SELECT r FROM jsonb_array_elements($1->'results') AS r"
+							   "  RETURNING processed_at) "
+							   "SELECT count(*), max(processed_at) FROM ins",
+							   1, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not store responses: %s", SPI_result_code_string(rc));
+	stored = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull && (!*has_latest || DatumGetTimestampTz(d) > *latest))
+	{
+		*latest = DatumGetTimestampTz(d);
+		*has_latest = true;
+	}
+	return stored;
+}
+
+static void
+save_cursor(const char *campaign, TimestampTz latest, bool has_latest, int64 stored)
+{
+	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, INT8OID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	int			rc;
+
+	args[0] = CStringGetTextDatum(campaign);
+	args[1] = TimestampTzGetDatum(latest);
+	if (!has_latest)
+		nulls[1] = 'n';
+	args[2] = Int64GetDatum(stored);
+	rc = SPI_execute_with_args("INSERT INTO squadstack.response_sync AS s"
+							   " (campaign_id, last_processed_at, last_synced_at, last_stored)"
+							   " VALUES ($1, $2, now(), $3)"
+							   " ON CONFLICT (campaign_id) DO UPDATE SET"
+							   "  last_processed_at = GREATEST(s.last_processed_at, excluded.last_processed_at),"
+							   "  last_synced_at = now(), last_stored = excluded.last_stored",
+							   3, argtypes, args, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not save the response sync state: %s", SPI_result_code_string(rc));
+}
+
+int64
+sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
+{
+	char	   *token;
+	char	   *token_id = NULL;
+	TimestampTz cursor = 0;
+	bool		has_cursor;
+	TimestampTz latest = 0;
+	bool		has_latest = false;
+	int64		stored = 0;
+	int			page;
+	size_t		len = strlen(cfg->api_url);
+	MemoryContext pagecxt = AllocSetContextCreate(TopMemoryContext,
+												  "squadstack responses page",
+												  ALLOCSET_DEFAULT_SIZES);
+
+	while (len > 0 && cfg->api_url[len - 1] == '/')
+		len--;
+
+	sqs_begin_step("squadstack: starting a response sync");
+	token = sqs_campaign_token(job->campaign, cfg);
+	if (token != NULL)
+	{
+		token = MemoryContextStrdup(TopMemoryContext, token);
+		token_id = MemoryContextStrdup(TopMemoryContext, sqs_token_id(token));
+	}
+	has_cursor = start_cursor(job, &cursor);
+	sqs_end_step();
+	if (token == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("no access token configured for campaign \"%s\"", job->campaign),
+				 errhint("Set squadstack.token or call squadstack_set_token().")));
+
+	for (page = 1; page <= MAX_PAGES; page++)
+	{
+		int64		call_id;
+		char	   *url;
+		SqsHttpResult res;
+		const char *failure = NULL;
+		bool		more = false;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(pagecxt);
+		call_id = reserve_call(cfg, token_id, job->campaign);
+		MemoryContextSwitchTo(pagecxt);
+
+		if (has_cursor)
+			url = psprintf("%.*s/leads/responses/%s/?page=%d&page_size=%d&processed_after=%.6f",
+						   (int) len, cfg->api_url, job->campaign, page, PAGE_SIZE,
+						   unix_seconds(cursor));
+		else
+			url = psprintf("%.*s/leads/responses/%s/?page=%d&page_size=%d",
+						   (int) len, cfg->api_url, job->campaign, page, PAGE_SIZE);
+		sqs_http_call("GET", url, token, NULL, cfg->request_timeout_ms, &res);
+		MemoryContextSwitchTo(TopMemoryContext);
+
+		sqs_begin_step("squadstack: storing responses");
+		if (res.status == 200 && sqs_json_is_valid(res.body, res.body_len))
+		{
+			sqs_log_call_end(call_id, &res, NULL);
+			stored += store_page(res.body, &latest, &has_latest, &more);
+		}
+		else
+		{
+			char	   *error = res.status == 0 ? res.error :
+				psprintf("HTTP %ld: %.500s", res.status, res.body);
+
+			sqs_log_call_end(call_id, &res, error);
+			(void) sqs_pause_token_if_needed(cfg, token_id, &res);
+			if (page > 1 && res.status == 404)
+				;				/* past the last page */
+			else
+				failure = error;
+		}
+		sqs_end_step();
+
+		if (failure != NULL)
+		{
+			if (res.status == 404 || res.status == 405)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("the SquadStack responses endpoint is not available for this account"),
+						 errdetail("GET /leads/responses/%s/ answered %s.", job->campaign, failure),
+						 errhint("Outcomes arrive only through the webhook (squadstack_receive_webhook).")));
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not fetch page %d of responses for campaign \"%s\"",
+							page, job->campaign),
+					 errdetail("%s", failure),
+					 errhint("The next sync continues where the last complete one stopped.")));
+		}
+		if (!more)
+			break;
+	}
+
+	/* only a complete sync moves the cursor, so an interrupted one loses nothing */
+	sqs_begin_step("squadstack: saving the response sync state");
+	save_cursor(job->campaign, has_latest ? latest : cursor, has_latest || has_cursor, stored);
+	sqs_end_step();
+	return stored;
+}

@@ -1,0 +1,369 @@
+
+# SquadstackDouble: the SquadStack API double (test/api_double.py) for the
+# TAP tests, and helpers to set up clusters that deliver to it and to judge
+# what reached it.
+#
+#	my $double = SquadstackDouble->new(tokens => ['test-token']);
+#	my $node = $double->new_node('main');
+#	...
+#	my @calls = $double->requests(campaign => 'camp_a');
+#
+# The double runs on 127.0.0.1 with a port it picks; it is stopped when the
+# test ends, also when it dies (END block), and by itself when the test
+# process is gone (--parent-pid) or after 15 minutes.  api_double.py and
+# double_ctl.py are looked for in $ENV{TESTDIR} (where test/tap.sh puts them),
+# else next to this file's directory.
+
+package SquadstackDouble;
+
+use strict;
+use warnings;
+
+use Carp;
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use IPC::Run ();
+use JSON::PP ();
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(time usleep);
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use Exporter 'import';
+our @EXPORT = qw(wait_for wait_for_sql worker_pid sliding_max
+  budget_used queue_leads lead_ids count_by_lead epoch_now);
+
+my $json = JSON::PP->new->canonical;
+my @running;    # doubles to stop at exit
+
+sub script_dir
+{
+	for my $dir ($ENV{TESTDIR}, dirname(dirname(abs_path(__FILE__))))
+	{
+		return $dir if defined $dir && -f "$dir/api_double.py";
+	}
+	croak "api_double.py not found (set TESTDIR)";
+}
+
+=pod
+
+SquadstackDouble->new(%params) starts a double.  Parameters: tokens (array
+ref of accepted tokens, default ['test-token']), rate_limit (default 1000),
+rate_window (seconds, default 1), port (default: a free one).
+
+=cut
+
+sub new
+{
+	my ($class, %params) = @_;
+	my $self = bless {
+		tokens => $params{tokens} || ['test-token'],
+		rate_limit => $params{rate_limit} || 1000,
+		rate_window => $params{rate_window} || 1,
+		port => $params{port} || 0,
+		dir => PostgreSQL::Test::Utils::tempdir('double'),
+		scripts => script_dir(),
+	}, $class;
+	$self->{log} = "$self->{dir}/requests.jsonl";
+	$self->start;
+	push @running, $self;
+	return $self;
+}
+
+sub start
+{
+	my ($self) = @_;
+	my $portfile = "$self->{dir}/port";
+
+	croak "the double is already running" if $self->{pid};
+	unlink $portfile;
+	my @cmd = (
+		'python3', "$self->{scripts}/api_double.py",
+		'--port' => $self->{port},
+		'--port-file' => $portfile,
+		'--log' => $self->{log},
+		(map { ('--token' => $_) } @{ $self->{tokens} }),
+		'--rate-limit' => $self->{rate_limit},
+		'--rate-window' => $self->{rate_window},
+		'--parent-pid' => $$,
+		'--max-lifetime' => 900);
+	my $pid = fork();
+	croak "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDOUT, '>>', "$self->{dir}/double.out");
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	$self->{pid} = $pid;
+
+	my $deadline = time() + 15;
+	until (-s $portfile)
+	{
+		if (waitpid($pid, WNOHANG) == $pid)
+		{
+			delete $self->{pid};
+			croak "the API double exited at start: "
+			  . slurp_file("$self->{dir}/double.out");
+		}
+		croak "the API double did not write its port" if time() > $deadline;
+		usleep(20_000);
+	}
+	my $port = slurp_file($portfile);
+	chomp $port;
+	$self->{port} = $port;
+	$self->ctl('wait-ready', '--timeout', 10);
+	note "API double (pid $pid) listening on 127.0.0.1:$port";
+	return;
+}
+
+sub stop
+{
+	my ($self) = @_;
+	my $pid = delete $self->{pid};
+
+	return unless $pid;
+	kill 'TERM', $pid;
+	my $deadline = time() + 5;
+	while (waitpid($pid, WNOHANG) != $pid)
+	{
+		if (time() > $deadline)
+		{
+			kill 'KILL', $pid;
+			waitpid($pid, 0);
+			last;
+		}
+		usleep(20_000);
+	}
+	return;
+}
+
+# Stop and start again on the same port (the request log goes on; the
+# double's leads store starts empty).
+sub restart
+{
+	my ($self) = @_;
+	$self->stop;
+	$self->start;
+	return;
+}
+
+sub port { return $_[0]->{port}; }
+sub url { return "http://127.0.0.1:$_[0]->{port}/api/v4"; }
+sub log_file { return $_[0]->{log}; }
+
+# Run double_ctl.py with the given arguments; returns its output, dies on
+# failure.  JSON arguments may be given as Perl references.
+sub ctl
+{
+	my ($self, @args) = @_;
+	my ($out, $err) = ('', '');
+
+	@args = map { ref $_ ? $json->encode($_) : $_ } @args;
+	my @cmd = ('python3', "$self->{scripts}/double_ctl.py",
+		'--port' => $self->{port}, @args);
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
+		IPC::Run::timeout(30))
+	  or croak "double_ctl @args failed: $err";
+	return $out;
+}
+
+sub config { my ($self, $c) = @_; return $self->ctl('config', $c); }
+sub fault { my ($self, $f) = @_; return $self->ctl('fault', $f); }
+sub clear_faults { my ($self) = @_; return $self->ctl('clear-faults'); }
+
+# {campaign: {lead_id: {fields, state, detail}}}
+sub leads
+{
+	my ($self) = @_;
+	return $json->decode($self->ctl('leads'));
+}
+
+=pod
+
+$double->requests(%filter): the recorded API requests (from the JSON-lines
+log, over every start of the double), in the order they were answered.
+Filters: campaign, endpoint, since (received_at >= since), until.
+
+=cut
+
+sub requests
+{
+	my ($self, %f) = @_;
+	my @records;
+
+	return () unless -e $self->{log};
+	open(my $fh, '<', $self->{log}) or croak "cannot read $self->{log}: $!";
+	while (my $line = <$fh>)
+	{
+		next unless $line =~ /\}\s*$/;    # a line being written
+		my $r = eval { $json->decode($line) };
+		next unless $r;
+		next if defined $f{campaign} && ($r->{campaign} // '') ne $f{campaign};
+		next if defined $f{endpoint} && ($r->{endpoint} // '') ne $f{endpoint};
+		next if defined $f{since} && $r->{received_at} < $f{since};
+		next if defined $f{until} && $r->{received_at} >= $f{until};
+		push @records, $r;
+	}
+	close $fh;
+	return @records;
+}
+
+=pod
+
+$double->new_node($name, %params): a cluster with the library preloaded and
+the worker pointed at this double, started, with the extension created.
+Parameters: conf (more postgresql.conf lines), allows_streaming,
+no_extension (do not CREATE EXTENSION), no_start.
+
+=cut
+
+sub node_conf
+{
+	my ($self) = @_;
+	my $url = $self->url;
+	return <<"EOC";
+shared_preload_libraries = 'squadstack'
+squadstack.database_name = 'postgres'
+squadstack.api_url = '$url'
+squadstack.token = 'test-token'
+squadstack.rate_limit = 1000
+squadstack.rate_window = '1s'
+squadstack.retry_base = '20ms'
+squadstack.retry_max = '200ms'
+squadstack.request_timeout = '10s'
+restart_after_crash = on
+max_worker_processes = 16
+shared_buffers = '16MB'
+listen_addresses = ''
+EOC
+}
+
+sub new_node
+{
+	my ($self, $name, %params) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init(allows_streaming => $params{allows_streaming} || 0);
+	$node->append_conf('postgresql.conf',
+		$self->node_conf . ($params{conf} // ''));
+	return $node if $params{no_start};
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION squadstack')
+	  unless $params{no_extension};
+	return $node;
+}
+
+END
+{
+	my $rc = $?;
+	$_->stop for @running;
+	$? = $rc;
+}
+
+# ---------------------------------------------------------------------------
+# Helpers (exported)
+# ---------------------------------------------------------------------------
+
+sub epoch_now { return time(); }
+
+# Poll $cond every 50 ms until it returns true or $timeout seconds pass;
+# returns whether it did.
+sub wait_for
+{
+	my ($cond, $timeout) = @_;
+	my $deadline = time() + ($timeout // 30);
+	while (1)
+	{
+		return 1 if $cond->();
+		return 0 if time() > $deadline;
+		usleep(50_000);
+	}
+}
+
+# Wait until $sql returns $expected (default 't'); returns whether it did.
+sub wait_for_sql
+{
+	my ($node, $sql, $expected, $timeout) = @_;
+	$expected //= 't';
+	return wait_for(
+		sub {
+			my ($rc, $out) = $node->psql('postgres', $sql);
+			return $rc == 0 && $out eq $expected;
+		},
+		$timeout);
+}
+
+# The worker's pid from pg_stat_activity, or '' if it is not running.
+sub worker_pid
+{
+	my ($node) = @_;
+	my ($rc, $out) = $node->psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'squadstack worker'"
+	);
+	return $rc == 0 ? $out : '';
+}
+
+# The most calls within any half-open window [t, t + $window) of the sorted
+# times.
+sub sliding_max
+{
+	my ($times, $window) = @_;
+	my @t = sort { $a <=> $b } @$times;
+	my ($max, $j) = (0, 0);
+	for my $i (0 .. $#t)
+	{
+		$j++ while $j < @t && $t[$j] < $t[$i] + $window;
+		$max = $j - $i if $j - $i > $max;
+	}
+	return $max;
+}
+
+# The share of the rate budget used, from the sorted call times: with the
+# budget fully used, call number k * limit (counting from 0) goes out k
+# windows after the first call.  Returns k * window / (t[k * limit] - t[0])
+# for the largest such k (so a last, partial burst does not count).
+sub budget_used
+{
+	my ($times, $limit, $window) = @_;
+	my @t = sort { $a <=> $b } @$times;
+	my $k = int($#t / $limit);
+	return 0 if $k < 1 || $t[ $k * $limit ] <= $t[0];
+	return $k * $window / ($t[ $k * $limit ] - $t[0]);
+}
+
+# Queue leads $prefix$from .. $prefix$to for $campaign in one call (in the
+# caller's transaction if $sql_only is set: returns the SQL).
+sub queue_leads
+{
+	my ($node, $campaign, $prefix, $from, $to, $sql_only) = @_;
+	my $sql =
+	    "SELECT squadstack_create_leads('$campaign', "
+	  . "(SELECT jsonb_agg(jsonb_build_object('lead_id', '$prefix' || i, "
+	  . "'phone_number', (9000000000 + i)::text, 'contact_name', 'Lead ' || i) ORDER BY i) "
+	  . "FROM generate_series($from, $to) i))";
+	return $sql if $sql_only;
+	return $node->safe_psql('postgres', $sql);
+}
+
+# lead_id => number of the given requests that carried it
+sub count_by_lead
+{
+	my (@reqs) = @_;
+	my %n;
+	for my $r (@reqs)
+	{
+		$n{$_}++ for @{ $r->{lead_ids} };
+	}
+	return \%n;
+}
+
+sub lead_ids
+{
+	my ($prefix, $from, $to) = @_;
+	return map { "$prefix$_" } $from .. $to;
+}
+
+1;
