@@ -24,7 +24,7 @@ OBJS = \
 DATA = sql/squadstack--0.1.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
-REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses
+REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel
 REGRESS_OPTS = --load-extension=squadstack
 
 # The server headers are included as system headers so that -Wextra judges
