@@ -28,6 +28,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "common/pg_prng.h"
+#include "mb/pg_wchar.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -69,6 +70,8 @@ typedef struct Batch
 } Batch;
 
 #define LEASE_SLACK_MS 60000
+
+const char *const SQS_WAIT_RATE_SLOT = "a rate slot";
 
 static void pause_token(const SqsConfig *cfg, const char *token_id,
 						const SqsHttpResult *res, Outcome outcome);
@@ -216,7 +219,7 @@ sqs_admit_call(const SqsConfig *cfg, const char *token_id, SqsDeliveryResult *r)
 			 DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 2, &isnull)) +
 			 window_ms * 1000,
-			 "a rate slot");
+			 SQS_WAIT_RATE_SLOT);
 	return false;
 }
 
@@ -493,6 +496,40 @@ classify(const SqsHttpResult *res, int n)
 	return OUTCOME_FAILED;
 }
 
+/*
+ * Text from the API fit for a text column: at most max bytes, cut at a
+ * character boundary, with bytes that are not valid in the database
+ * encoding replaced by '?'.
+ */
+char *
+sqs_clean_text(const char *s, size_t len, size_t max)
+{
+	char	   *out = palloc(Min(len, max) + 1);
+	size_t		i = 0;
+	size_t		n = 0;
+
+	while (i < len && s[i] != '\0')
+	{
+		int			l = pg_encoding_verifymbchar(GetDatabaseEncoding(), s + i, len - i);
+
+		if (l < 1)
+		{
+			if (n + 1 > max)
+				break;
+			out[n++] = '?';
+			i++;
+			continue;
+		}
+		if (n + l > max)
+			break;
+		memcpy(out + n, s + i, l);
+		n += l;
+		i += l;
+	}
+	out[n] = '\0';
+	return out;
+}
+
 /* What to keep as the error: the API's body verbatim, or what went wrong. */
 static char *
 error_text(const SqsHttpResult *res, Outcome outcome)
@@ -502,11 +539,12 @@ error_text(const SqsHttpResult *res, Outcome outcome)
 	if (res->status == 0)
 		return pstrdup(res->error ? res->error : "no answer");
 	if (res->status >= 200 && res->status < 300)
-		return psprintf("HTTP %ld with an answer that is not JSON: %.200s",
-						res->status, res->body);
+		return psprintf("HTTP %ld with an answer that is not JSON: %s",
+						res->status, sqs_clean_text(res->body, res->body_len, 200));
 	if (outcome == OUTCOME_FAILED || outcome == OUTCOME_SPLIT)
-		return pnstrdup(res->body, Min(res->body_len, MAX_ERROR_TEXT));
-	return psprintf("HTTP %ld: %.500s", res->status, res->body);
+		return sqs_clean_text(res->body, res->body_len, MAX_ERROR_TEXT);
+	return psprintf("HTTP %ld: %s", res->status,
+					sqs_clean_text(res->body, res->body_len, 500));
 }
 
 static void
@@ -619,12 +657,14 @@ static void
 erase_lead(Batch *b)
 {
 	static const char *const queries[] = {
-		"UPDATE squadstack.outbox SET error = NULL,"
-		" payload = jsonb_build_object('lead_id', payload->'lead_id')"
-		"   || CASE WHEN op = 'convert' THEN jsonb_build_object('detail', payload->'detail')"
+		/* operations queued after the delete (a new create) are the new lead's */
+		"UPDATE squadstack.outbox o SET error = NULL,"
+		" payload = jsonb_build_object('lead_id', o.payload->'lead_id')"
+		"   || CASE WHEN o.op = 'convert' THEN jsonb_build_object('detail', o.payload->'detail')"
 		"      ELSE '{}' END "
-		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
-		"                                 WHERE id = ANY ($1))",
+		"FROM squadstack.outbox d "
+		"WHERE d.id = ANY ($1) AND o.campaign_id = d.campaign_id AND o.lead_id = d.lead_id"
+		"  AND o.id <= d.id",
 		"UPDATE squadstack.lead_outcomes SET phone_number = NULL, contact_name = NULL,"
 		" latest_recording_url = NULL, lead_responses = NULL, updated_at = now() "
 		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"

@@ -20,6 +20,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/latch.h"
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
@@ -28,6 +29,10 @@
 #include "utils/elog.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "backoff.h"
 
 #include "squadstack.h"
 
@@ -152,6 +157,46 @@ squadstack_flush(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32((int32) sqs_run_job(&job));
 }
 
+/*
+ * Deliver what is due.  A flush does not wait for rate budget, with one
+ * exception: a slot that frees within the limiter's safety margin is
+ * waited for, so that a flush scheduled once per window (pg_cron's every
+ * minute) finds the budget of the previous run free again instead of
+ * missing it by the margin.
+ */
+static int64
+flush_run(const SqsConfig *cfg, int max_calls)
+{
+	int64		calls = 0;
+	int			waits;
+	int64		margin_ms = sqs_window_with_margin_ms(cfg->rate_window_ms) - cfg->rate_window_ms;
+
+	for (waits = 0; waits < 1000; waits++)
+	{
+		SqsDeliveryResult result;
+		long		secs;
+		int			usecs;
+		int64		ms;
+
+		if (max_calls > 0 && calls >= max_calls)
+			break;
+		sqs_deliver(cfg, max_calls > 0 ? max_calls - (int) calls : 0, &result);
+		calls += result.calls;
+		if (result.more || result.next_wakeup == 0 ||
+			result.waiting_for != SQS_WAIT_RATE_SLOT)
+			break;
+		TimestampDifference(GetCurrentTimestamp(), result.next_wakeup, &secs, &usecs);
+		ms = (int64) secs * 1000 + usecs / 1000 + 1;
+		if (ms > margin_ms + 100)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return calls;
+}
+
 void
 squadstack_job_main(Datum arg)
 {
@@ -176,12 +221,7 @@ squadstack_job_main(Datum arg)
 	PG_TRY();
 	{
 		if (shared->job.kind == SQS_JOB_FLUSH)
-		{
-			SqsDeliveryResult result;
-
-			sqs_deliver(&shared->cfg, shared->job.max_calls, &result);
-			shared->result = result.calls;
-		}
+			shared->result = flush_run(&shared->cfg, shared->job.max_calls);
 		else
 			shared->result = sqs_sync_responses_run(&shared->cfg, &shared->job);
 		shared->done = true;

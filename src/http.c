@@ -250,7 +250,8 @@ sqs_http_call(const char *method, const char *url, const char *token,
 									  errbuf[0] ? errbuf : "no detail");
 		}
 		res->body = pnstrdup(t.body ? t.body : "", t.len);
-		res->body_len = t.len;
+		/* a NUL in the answer ends it: such a body is not JSON anyway */
+		res->body_len = strlen(res->body);
 		if (t.retry_after[0] != '\0')
 			res->retry_after_ms = parse_retry_after(t.retry_after);
 	}

@@ -29,9 +29,12 @@ typedef struct LeadField
 	JsonbValue	value;			/* scalar, or jbvBinary for a container */
 } LeadField;
 
+/* a lead_id has at most 255 characters, of up to 4 bytes each */
+#define LEAD_ID_KEY_SIZE (SQS_MAX_LEAD_ID_LEN * MAX_MULTIBYTE_CHAR_LEN + 1)
+
 typedef struct LeadIdEntry
 {
-	char		lead_id[SQS_MAX_LEAD_ID_LEN + 1];
+	char		lead_id[LEAD_ID_KEY_SIZE];
 	int			position;
 } LeadIdEntry;
 
@@ -225,14 +228,14 @@ check_phone(JsonbValue *v, const char *lead_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid \"phone_number\" for lead \"%s\"", lead_id),
-				 errdetail("A phone number is a JSON string, not a JSON %s.",
+				 errdetail("A phone number is a JSON string or number, not a JSON %s.",
 						   jsonb_type_name(v))));
 
 	if (!sqs_phone_normalise(given, strlen(given), digits))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid phone number for lead \"%s\": \"%s\"", lead_id, given),
-				 errdetail("An Indian phone number has exactly 10 digits, the first not 0, after removing spaces, dashes, dots, parentheses and one prefix +91, 0091, 91 or 0.")));
+				 errdetail("An Indian phone number has exactly 10 digits, the first not 0, after removing spaces, tabs, dashes, dots, parentheses and one prefix +91, 0091, 91 or 0.")));
 
 	out.type = jbvString;
 	switch (sqs_phone_format)
@@ -392,13 +395,12 @@ check_unique(HTAB *seen, const char *lead_id, int pos)
 {
 	LeadIdEntry *e;
 	bool		found;
-	char		key[SQS_MAX_LEAD_ID_LEN + 1];
+	char		key[LEAD_ID_KEY_SIZE];
 
-	/* lead ids are at most 255 characters, but may be longer in bytes */
 	MemSet(key, 0, sizeof(key));
 	strlcpy(key, lead_id, sizeof(key));
 	e = hash_search(seen, key, HASH_ENTER, &found);
-	if (found && strcmp(e->lead_id, lead_id) == 0)
+	if (found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
 				 errmsg("duplicate lead_id \"%s\" at positions %d and %d",
@@ -413,7 +415,7 @@ lead_id_set(void)
 {
 	HASHCTL		ctl;
 
-	ctl.keysize = SQS_MAX_LEAD_ID_LEN + 1;
+	ctl.keysize = LEAD_ID_KEY_SIZE;
 	ctl.entrysize = sizeof(LeadIdEntry);
 	ctl.hcxt = CurrentMemoryContext;
 	return hash_create("squadstack lead ids", 64, &ctl,

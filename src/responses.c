@@ -276,7 +276,8 @@ sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
 		else
 		{
 			char	   *error = res.status == 0 ? res.error :
-				psprintf("HTTP %ld: %.500s", res.status, res.body);
+				psprintf("HTTP %ld: %s", res.status,
+						 sqs_clean_text(res.body, res.body_len, 500));
 
 			sqs_log_call_end(call_id, &res, error);
 			(void) sqs_pause_token_if_needed(cfg, token_id, &res);

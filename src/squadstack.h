@@ -97,8 +97,11 @@ typedef struct SqsDeliveryResult
 	const char *waiting_for;	/* what next_wakeup waits for */
 } SqsDeliveryResult;
 
+extern const char *const SQS_WAIT_RATE_SLOT;
 extern void sqs_deliver(const SqsConfig *cfg, int max_calls,
 						SqsDeliveryResult *result);
+
+extern char *sqs_clean_text(const char *s, size_t len, size_t max);
 
 /* one short transaction with SPI, in a process outside any (deliver.c) */
 extern void sqs_begin_step(const char *activity);

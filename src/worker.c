@@ -24,6 +24,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
@@ -73,6 +74,22 @@ extension_installed(void)
 	return installed;
 }
 
+/*
+ * A worker whose postmaster has died commits nothing more.  A call cut
+ * short by the death (http.c aborts the transfer) is then not recorded as a
+ * failed attempt, and no further call is claimed: the worker exits at its
+ * next commit, and after the restart its lease is given back like that of
+ * any sender that stopped during a call.
+ */
+static void
+worker_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT && !PostmasterIsAlive())
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("terminating squadstack worker because the postmaster died")));
+}
+
 static long
 ms_until(TimestampTz when)
 {
@@ -97,11 +114,13 @@ squadstack_worker_main(Datum arg)
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
 	sqs_worker_attach(MyDatabaseId);
+	RegisterXactCallback(worker_xact_callback, NULL);
 	pgstat_report_appname("squadstack worker");
 
 	for (;;)
 	{
 		long		timeout;
+		char		activity[128];
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -142,8 +161,9 @@ squadstack_worker_main(Datum arg)
 			sqs_worker_report(result.more ? "nothing: delivering" : result.waiting_for,
 							  (result.more || result.next_wakeup == 0) ? 0 : result.next_wakeup,
 							  result.calls, result.errors);
-			pgstat_report_activity(STATE_IDLE, result.more ? "delivering" :
-								   psprintf("waiting for %s", result.waiting_for));
+			/* not palloc'd: this loop runs in TopMemoryContext */
+			snprintf(activity, sizeof(activity), "waiting for %s", result.waiting_for);
+			pgstat_report_activity(STATE_IDLE, result.more ? "delivering" : activity);
 		}
 
 		if (timeout > 0)
