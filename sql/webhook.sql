@@ -121,6 +121,9 @@ SELECT squadstack_flush() AS calls;
 SELECT squadstack_disable_leads('camp_2', '["E2"]') AS queued;
 SELECT squadstack_convert_lead('camp_2', 'E2', 'bought') AS queued;
 SELECT squadstack_delete_lead('camp_2', 'E1') AS queued;
+-- the same lead_id is created again after the delete: a new person, whose
+-- data the erasure must leave alone
+SELECT squadstack_create_leads('camp_2', '[{"lead_id":"E1","phone_number":"9898989898","contact_name":"New Person"}]', false) AS queued;
 SELECT squadstack_flush() AS calls;
 SELECT lead_id, op, state, http_status FROM squadstack.outbox ORDER BY id;
 SELECT lead_id, status FROM squadstack.leads WHERE campaign_id = 'camp_2' ORDER BY lead_id;
@@ -133,6 +136,7 @@ SELECT count(*) AS rows_with_e1_pii FROM (
   UNION ALL SELECT row_to_json(t)::text FROM squadstack.sync_skipped t) x
 WHERE t LIKE '%9812345678%' OR t LIKE '%Erase Me%' OR t LIKE '%Pune%' OR t LIKE '%E1.mp3%';
 SELECT count(*) AS rows_with_e2_pii FROM squadstack.outbox WHERE payload::text LIKE '%Keep Me%';
+SELECT payload->>'contact_name' AS recreated FROM squadstack.outbox WHERE lead_id = 'E1' AND op = 'create' ORDER BY id;
 SELECT lead_id, phone_number, contact_name, lead_outcome, latest_recording_url, lead_responses
 FROM squadstack.lead_outcomes WHERE campaign_id = 'camp_2';
 
