@@ -217,6 +217,8 @@ squadstack_job_main(Datum arg)
 	/* the limiter relies on each statement seeing what others committed */
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
+	/* small statements on a large outbox: compiling them would cost more */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	PG_TRY();
 	{
