@@ -172,7 +172,9 @@ CREATE TABLE squadstack.sync_skipped (
 /* Per-campaign access tokens; readable by the extension owner only. */
 CREATE TABLE squadstack.tokens (
 	campaign_id		text PRIMARY KEY,
-	token			text NOT NULL,
+	-- it becomes an HTTP header, also when written without squadstack_set_token()
+	token			text NOT NULL
+		CHECK (octet_length(token) BETWEEN 1 AND 1023 AND token !~ '[\x01-\x1f\x7f]'),
 	updated_at		timestamptz NOT NULL DEFAULT now()
 );
 

@@ -220,6 +220,20 @@ squadstack_job_main(Datum arg)
 	/* small statements on a large outbox: compiling them would cost more */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * The caller waits for this worker on a latch, which the deadlock
+	 * detector does not see.  If the caller's transaction holds a lock this
+	 * worker needs (say it queued, in the same transaction, a create of a
+	 * lead whose earlier operation this worker sends), both would wait for
+	 * ever: give up on a lock after the request timeout instead.
+	 */
+	{
+		char		timeout[32];
+
+		snprintf(timeout, sizeof(timeout), "%d", shared->cfg.request_timeout_ms);
+		SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_OVERRIDE);
+	}
+
 	PG_TRY();
 	{
 		if (shared->job.kind == SQS_JOB_FLUSH)

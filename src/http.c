@@ -27,6 +27,8 @@
 #define MAX_BODY (1024 * 1024)
 #define MAX_HEADER_VALUE 256
 #define CONNECT_TIMEOUT_MS 10000
+/* as sqs_retry_after_seconds_ms() caps the seconds form: a week */
+#define MAX_RETRY_AFTER_MS ((int64) 7 * 86400 * 1000)
 
 typedef struct Transfer
 {
@@ -150,7 +152,7 @@ parse_retry_after(char *value)
 	if (when == (time_t) -1)
 		return -1;
 	ms = ((int64) when - (int64) time(NULL)) * 1000;
-	return Max(ms, 0);
+	return Min(Max(ms, 0), MAX_RETRY_AFTER_MS);
 }
 
 void

@@ -275,7 +275,8 @@ sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
 		}
 		else
 		{
-			char	   *error = res.status == 0 ? res.error :
+			char	   *error = res.status == 0 ?
+				(res.error ? res.error : "no answer") :
 				psprintf("HTTP %ld: %s", res.status,
 						 sqs_clean_text(res.body, res.body_len, 500));
 
@@ -284,7 +285,7 @@ sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
 			if (page > 1 && res.status == 404)
 				;				/* past the last page */
 			else
-				failure = error;
+				failure = MemoryContextStrdup(pagecxt, error);	/* outlives SPI */
 		}
 		sqs_end_step();
 

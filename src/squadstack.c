@@ -74,6 +74,8 @@ check_token(char **newval, void **extra, GucSource source)
 	problem = sqs_token_problem(*newval);
 	if (problem != NULL)
 	{
+		/* the default message would quote the rejected value: the token */
+		GUC_check_errmsg("invalid value for parameter \"%s\"", "squadstack.token");
 		GUC_check_errdetail("%s", problem);
 		return false;
 	}

@@ -365,13 +365,15 @@ apply(Outcome *o, int64 inbox_id)
 	bool		isnull;
 	TimestampTz current;
 
-	if (upsert_plan == NULL)
+	/* registry_plan is prepared last: if any prepare fails, all are retried */
+	if (registry_plan == NULL)
 	{
 		Oid			types[11] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID, INT8OID};
 		Oid			rtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 
-		upsert_plan = prepare_kept("INSERT INTO squadstack.lead_outcomes AS o"
+		if (upsert_plan == NULL)
+			upsert_plan = prepare_kept("INSERT INTO squadstack.lead_outcomes AS o"
 								   " (campaign_id, lead_id, phone_number, contact_name, lead_outcome,"
 								   "  latest_recording_url, latest_called_at, processed_at, created_at,"
 								   "  lead_responses, inbox_id)"
@@ -389,7 +391,8 @@ apply(Outcome *o, int64 inbox_id)
 								   "  updated_at = now()"
 								   " WHERE o.processed_at < excluded.processed_at",
 								   11, types);
-		current_plan = prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
+		if (current_plan == NULL)
+			current_plan = prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
 									" WHERE campaign_id = $1 AND lead_id = $2",
 									2, types);
 		registry_plan = prepare_kept("INSERT INTO squadstack.leads AS l"
