@@ -7,6 +7,19 @@ CREATE SCHEMA squadstack;
 REVOKE ALL ON SCHEMA squadstack FROM PUBLIC;
 
 /*
+ * Domains rather than CHECK constraints on the tables every queued operation
+ * writes: a domain's check is cached, a table's CHECK constraint is parsed
+ * again by every statement that writes the table.
+ */
+CREATE DOMAIN squadstack.op_name AS text
+	CHECK (VALUE IN ('create', 'update', 'disable', 'delete', 'convert'));
+CREATE DOMAIN squadstack.op_state AS text
+	CHECK (VALUE IN ('queued', 'sending', 'sent', 'failed'));
+CREATE DOMAIN squadstack.lead_status AS text
+	CHECK (VALUE IN ('queued', 'created', 'failed', 'disabled', 'converted', 'deleted'));
+CREATE DOMAIN squadstack.positive_int AS integer CHECK (VALUE > 0);
+
+/*
  * One row per lead operation.  Rows are written in the caller's transaction
  * by the squadstack_* functions and moved through their states by whoever
  * delivers them (squadstack_flush() or the background worker).
@@ -15,11 +28,9 @@ CREATE TABLE squadstack.outbox (
 	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	campaign_id		text NOT NULL,
 	lead_id			text NOT NULL,
-	op				text NOT NULL
-		CHECK (op IN ('create', 'update', 'disable', 'delete', 'convert')),
+	op				squadstack.op_name NOT NULL,
 	payload			jsonb NOT NULL,
-	state			text NOT NULL DEFAULT 'queued'
-		CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+	state			squadstack.op_state NOT NULL DEFAULT 'queued',
 	attempts		integer NOT NULL DEFAULT 0,
 	next_attempt_at timestamptz NOT NULL DEFAULT now(),
 	created_at		timestamptz NOT NULL DEFAULT now(),
@@ -28,7 +39,7 @@ CREATE TABLE squadstack.outbox (
 	error			text,
 	-- most leads this operation may share a call with; set after a 400 on a
 	-- batch (halving) and after a crash while its call was in flight (1)
-	batch_limit		integer CHECK (batch_limit > 0),
+	batch_limit		squadstack.positive_int,
 	-- the api_calls row of the call in flight or of the last call
 	call_id			bigint,
 	-- who is sending it: a lease is live while that process runs
@@ -49,7 +60,8 @@ CREATE INDEX outbox_pending_lead_idx ON squadstack.outbox (campaign_id, lead_id,
 	WHERE state IN ('queued', 'sending', 'failed');
 CREATE INDEX outbox_sending_idx ON squadstack.outbox (lease_expires_at)
 	WHERE state = 'sending';
-CREATE INDEX outbox_created_idx ON squadstack.outbox (created_at);
+-- retention; only sent rows are in it, so queueing does not pay for it
+CREATE INDEX outbox_sent_idx ON squadstack.outbox (sent_at) WHERE state = 'sent';
 
 /*
  * One row per HTTP call.  A row is written when a call is admitted by the
@@ -90,8 +102,7 @@ CREATE INDEX api_calls_started_idx ON squadstack.api_calls (started_at);
 CREATE TABLE squadstack.leads (
 	campaign_id		text NOT NULL,
 	lead_id			text NOT NULL,
-	status			text NOT NULL
-		CHECK (status IN ('queued', 'created', 'failed', 'disabled', 'converted', 'deleted')),
+	status			squadstack.lead_status NOT NULL,
 	last_outcome	text,
 	last_processed_at timestamptz,
 	created_at		timestamptz NOT NULL DEFAULT now(),

@@ -72,12 +72,16 @@ TRUNCATE squadstack.outbox;
 
 -- the lead_id cannot change
 UPDATE crm.customers SET id = 'C9' WHERE id = 'C1';
+SELECT split_part(pg_temp.error_of($$UPDATE crm.customers SET id = 'C9' WHERE id = 'C1'$$), ':', 1) AS sqlstate;
 SELECT count(*) AS queued FROM squadstack.outbox;
 
--- an update that breaks validation fails the statement
+-- an update that breaks validation fails the statement (the validation's
+-- own messages are tested in validation.sql; only their first line here)
+\set VERBOSITY terse
 UPDATE crm.customers SET mobile = '12345' WHERE id = 'C1';
 UPDATE crm.customers SET full_name = '  ' WHERE id = 'C1';
 UPDATE crm.customers SET full_name = NULL WHERE id = 'C1';
+\set VERBOSITY default
 SELECT count(*) AS queued FROM squadstack.outbox;
 
 -- DELETE with on_delete=disable
@@ -122,12 +126,14 @@ SELECT count(*) AS registered FROM squadstack.leads WHERE lead_id = 'R1';
 
 -- a row that fails validation fails the CRM statement by default, and one
 -- bad row in a multi-row statement fails it all
-INSERT INTO crm.customers (id, mobile, full_name) VALUES ('BAD1', '12345', 'Bad phone');
 INSERT INTO crm.customers (id, mobile) VALUES ('BAD2', '9876543210');
+\set VERBOSITY terse
+INSERT INTO crm.customers (id, mobile, full_name) VALUES ('BAD1', '12345', 'Bad phone');
 INSERT INTO crm.customers (id, mobile, full_name) VALUES ('BAD3', '9876543210', '');
 INSERT INTO crm.customers (id, mobile, full_name) VALUES (repeat('x', 256), '9876543210', 'Long id');
 INSERT INTO crm.customers (id, mobile, full_name)
 VALUES ('OK1', '9876543210', 'Fine'), ('BAD4', '0', 'Bad');
+\set VERBOSITY default
 SELECT count(*) AS rows_kept FROM crm.customers WHERE id IN ('BAD1', 'BAD2', 'BAD3', 'OK1', 'BAD4');
 SELECT count(*) AS queued FROM squadstack.outbox;
 
@@ -143,6 +149,7 @@ CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.prospects
 FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
   'camp_s', 'lead_id=ref', 'phone_number=phone', 'contact_name=name',
   'source=source', 'on_invalid=skip');
+\set VERBOSITY terse
 INSERT INTO crm.prospects VALUES
   ('S1', '9876511111', 'Good one', 'web'),
   ('S2', '12345', 'Bad phone', 'fair'),
@@ -150,6 +157,7 @@ INSERT INTO crm.prospects VALUES
   ('S3', '9876533333', 'Good two', NULL);
 UPDATE crm.prospects SET phone = '000' WHERE ref = 'S1';
 UPDATE crm.prospects SET source = 'phone' WHERE ref = 'S3';
+\set VERBOSITY default
 DELETE FROM crm.prospects WHERE ref IS NULL;
 SELECT count(*) AS prospects FROM crm.prospects;
 SELECT * FROM queued;
@@ -157,7 +165,9 @@ SELECT table_name, trigger_name, operation, campaign_id, lead_id, sqlstate, erro
 FROM squadstack.sync_skipped ORDER BY id;
 -- a skipped row in a rolled back transaction leaves no record either
 BEGIN;
+\set VERBOSITY terse
 INSERT INTO crm.prospects VALUES ('S4', 'bad', 'Rolled back', NULL);
+\set VERBOSITY default
 ROLLBACK;
 SELECT count(*) AS skipped FROM squadstack.sync_skipped;
 -- a lead_id change is an error even with on_invalid=skip

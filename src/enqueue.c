@@ -31,6 +31,8 @@ PG_FUNCTION_INFO_V1(squadstack_set_token);
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr create_plan = NULL;
+static SPIPlanPtr one_plan = NULL;
+static SPIPlanPtr register_plan = NULL;
 
 static void
 check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
@@ -56,12 +58,61 @@ campaign_arg(FunctionCallInfo fcinfo)
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	/*
+	 * Always the generic plan: given the arrays, custom plans look cheaper
+	 * to the plan cache, which then plans every call again, and planning
+	 * is most of what a call with one lead (a sync trigger's row) costs.
+	 */
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+										  CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	return plan;
+}
+
+/*
+ * One operation without skip_existing, as the sync trigger queues for each
+ * row: single-row statements, whose executor start costs a fraction of the
+ * unnest() form's.
+ */
+static int64
+enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		args[4];
+	int			rc;
+
+	SPI_connect();
+	if (one_plan == NULL)
+		one_plan = prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+								"VALUES ($1, $2, $3, $4)",
+								4, argtypes);
+	if (register_plan == NULL)
+		register_plan = prepare_kept("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+									 "VALUES ($1, $2, 'queued') "
+									 "ON CONFLICT (campaign_id, lead_id) DO UPDATE "
+									 "SET status = 'queued', updated_at = now() "
+									 "WHERE l.status = ANY ('{deleted,failed}')",
+									 2, argtypes);
+
+	args[0] = CStringGetTextDatum(campaign);
+	args[1] = CStringGetTextDatum(lop->lead_id);
+	args[2] = CStringGetTextDatum(op);
+	args[3] = JsonbPGetDatum(lop->payload);
+	rc = SPI_execute_plan(one_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not queue lead operation: %s", SPI_result_code_string(rc));
+	if (strcmp(op, "create") == 0)
+	{
+		rc = SPI_execute_plan(register_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "could not register lead: %s", SPI_result_code_string(rc));
+	}
+	SPI_finish();
+	sqs_wake_worker_at_commit();
+	return 1;
 }
 
 /*
@@ -84,6 +135,9 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 	int			rc;
 	int64		queued;
 	bool		is_create = strcmp(op, "create") == 0;
+
+	if (n == 1 && !skip_existing)
+		return enqueue_one(campaign, op, linitial(ops));
 
 	foreach(lc, ops)
 	{

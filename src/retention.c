@@ -57,9 +57,8 @@ sqs_retention_run(int retention_s)
 	static const char *const queries[] = {
 		"DELETE FROM squadstack.outbox WHERE id IN ("
 		"  SELECT id FROM squadstack.outbox"
-		"  WHERE created_at < now() - $1 * interval '1 second'"
-		"    AND state = 'sent' AND sent_at < now() - $1 * interval '1 second'"
-		"  ORDER BY created_at LIMIT $2)",
+		"  WHERE state = 'sent' AND sent_at < now() - $1 * interval '1 second'"
+		"  ORDER BY sent_at LIMIT $2)",
 		"DELETE FROM squadstack.api_calls WHERE id IN ("
 		"  SELECT id FROM squadstack.api_calls"
 		"  WHERE started_at < now() - $1 * interval '1 second'"

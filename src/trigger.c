@@ -87,8 +87,9 @@ typedef struct SyncField
 } SyncField;
 
 /*
- * A trigger's parsed arguments, resolved against its table.  Lives in
- * fn_extra, so for the statement whose trigger calls it uses.
+ * A trigger's parsed arguments, resolved against its table.  Kept in the
+ * trigger function's fn_extra, which lives as long as the statement's
+ * executor state: built at a statement's first row, reused for the others.
  */
 typedef struct SyncTrigger
 {
@@ -607,8 +608,8 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how, Jsonb *jb,
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	List	   *ops = NIL;
-	ErrorData  *edata = NULL;
+	List	   *volatile ops = NIL;
+	ErrorData  *volatile edata = NULL;
 
 	if (!st->skip_invalid)
 	{
