@@ -248,7 +248,8 @@ lease_operations(const SqsConfig *cfg, const char *campaign, Batch *b,
 				"WHERE o.campaign_id = $1 AND o.state = 'queued' AND o.next_attempt_at <= now() "
 				"  AND NOT EXISTS (SELECT 1 FROM squadstack.outbox e"
 				"                  WHERE e.campaign_id = o.campaign_id AND e.lead_id = o.lead_id"
-				"                    AND e.id < o.id AND e.state IN ('queued', 'sending', 'failed')) "
+				"                    AND e.id < o.id AND e.state IN ('queued', 'sending', 'failed')"
+				"                  OFFSET 0) "
 				"ORDER BY o.next_attempt_at, o.id LIMIT 1 FOR UPDATE SKIP LOCKED",
 				1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -279,7 +280,8 @@ lease_operations(const SqsConfig *cfg, const char *campaign, Batch *b,
 				"  AND o.batch_limit IS NOT DISTINCT FROM $3"
 				"  AND NOT EXISTS (SELECT 1 FROM squadstack.outbox e"
 				"                  WHERE e.campaign_id = o.campaign_id AND e.lead_id = o.lead_id"
-				"                    AND e.id < o.id AND e.state IN ('queued', 'sending', 'failed')) "
+				"                    AND e.id < o.id AND e.state IN ('queued', 'sending', 'failed')"
+				"                  OFFSET 0) "
 				"ORDER BY o.next_attempt_at, o.id LIMIT $4 FOR UPDATE SKIP LOCKED",
 				4, argtypes, args, nulls, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -391,6 +393,7 @@ claim(const SqsConfig *cfg, Batch *b, SqsDeliveryResult *r, MemoryContext cxt)
 {
 	uint64		ncampaigns;
 	char	  **campaigns;
+	List	   *refused = NIL;
 	uint64		i;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	MemoryContext old;
@@ -441,8 +444,18 @@ claim(const SqsConfig *cfg, Batch *b, SqsDeliveryResult *r, MemoryContext cxt)
 		if (token == NULL)
 			continue;			/* shown as paused in queue_status */
 		token_id = sqs_token_id(token);
-		if (!sqs_admit_call(cfg, token_id, r))
+
+		/*
+		 * A token refused once stays refused in this claim: a slot that
+		 * frees meanwhile goes to the campaign whose turn it was, next time.
+		 */
+		if (list_member(refused, makeString(token_id)))
 			continue;
+		if (!sqs_admit_call(cfg, token_id, r))
+		{
+			refused = lappend(refused, makeString(token_id));
+			continue;
+		}
 		if (!lease_operations(cfg, campaigns[i], b, cxt))
 			continue;
 

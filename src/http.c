@@ -238,6 +238,11 @@ sqs_http_call(const char *method, const char *url, const char *token,
 
 		/* a cancel or shutdown that aborted the transfer is raised here */
 		CHECK_FOR_INTERRUPTS();
+		/* a transfer cut short by the postmaster's death is not an answer */
+		if (!PostmasterIsAlive())
+			ereport(FATAL,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("terminating squadstack sender because the postmaster died")));
 
 		if (rc == CURLE_OK)
 			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);

@@ -229,20 +229,22 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	/* a postmaster setting can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("squadstack.database_name",
+								   "Database the background worker delivers from.",
+								   "The extension must be created in this database.",
+								   &sqs_database_name,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
+
+	/* last: it removes placeholders of settings not defined by now */
 	MarkGUCPrefixReserved("squadstack");
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	/* a postmaster setting can only be defined while preloading */
-	DefineCustomStringVariable("squadstack.database_name",
-							   "Database the background worker delivers from.",
-							   "The extension must be created in this database.",
-							   &sqs_database_name,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
 
 	sqs_shmem_init();
 	sqs_worker_register();

@@ -43,7 +43,9 @@ verbose=()
 
 tests=()
 for t in "$@"; do tests+=("t/$(basename "$t")"); done
-[ ${#tests[@]} -gt 0 ] || tests=(t/)
+if [ ${#tests[@]} -eq 0 ]; then
+  for t in test/t/*.pl; do tests+=("t/$(basename "$t")"); done
+fi
 
 status=0
 runuser -u postgres -- env -i \

@@ -149,5 +149,28 @@ ok( wait_for(sub { scalar $double->requests(campaign => 'camp_after') }, 3),
 	'it delivers after the restart');
 is(scalar(grep { $_->{status} != 201 } $double->requests), 0,
 	'the double answered every call with 201');
+unlike(slurp_file($node->logfile), qr/invalid configuration parameter name "squadstack/,
+	'the server accepted every squadstack setting');
+
+# --- squadstack.database_name: the worker delivers from the database named
+
+my $app = $double->new_node(
+	'appdb',
+	no_extension => 1,
+	conf => "squadstack.database_name = 'appdb'\n");
+$app->safe_psql('postgres', 'CREATE DATABASE appdb');
+$app->safe_psql('appdb', 'CREATE EXTENSION squadstack');
+my $worker_db =
+  "SELECT datname FROM pg_stat_activity WHERE backend_type = 'squadstack worker'";
+ok(wait_for(sub { $app->safe_psql('postgres', $worker_db) eq 'appdb' }, 15),
+	'the worker connects to the database squadstack.database_name names')
+  or diag('it is connected to: ' . $app->safe_psql('postgres', $worker_db));
+$app->safe_psql('appdb', queue_leads($app, 'camp_appdb', 'APP', 1, 1, 1));
+ok( wait_for(sub { scalar $double->requests(campaign => 'camp_appdb') }, 5),
+	'and delivers from there');
+is($app->safe_psql('appdb', 'SELECT database FROM squadstack_worker_status()'),
+	'appdb', 'squadstack_worker_status() names it');
+unlike(slurp_file($app->logfile), qr/invalid configuration parameter name "squadstack/,
+	'the server accepted squadstack.database_name');
 
 done_testing();
