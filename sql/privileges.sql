@@ -32,6 +32,15 @@ SELECT * FROM squadstack.tokens;
 SELECT * FROM squadstack.outbox;
 SELECT * FROM squadstack.api_calls;
 SELECT squadstack_set_token('camp_p', 'stolen');
+SELECT squadstack_receive_webhook('{}');
+SELECT squadstack_sync_responses('camp_p');
+SELECT running FROM squadstack_worker_status();
+CREATE TEMP TABLE crm (id text, mobile text, name text);
+CREATE TRIGGER to_squadstack AFTER INSERT ON crm FOR EACH ROW
+  EXECUTE FUNCTION squadstack_sync_trigger('camp_p', 'lead_id=id', 'phone_number=mobile', 'contact_name=name');
+SELECT * FROM squadstack.webhook_inbox;
+SELECT * FROM squadstack.lead_outcomes;
+SELECT * FROM squadstack.leads;
 SELECT squadstack_flush();
 SELECT squadstack_retry();
 -- configuration: the token is hidden, the URL cannot be changed

@@ -209,6 +209,10 @@ SELECT pg_catalog.pg_extension_config_dump('squadstack.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.leads', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.webhook_inbox', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.webhook_inbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.sync_skipped', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.sync_skipped_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('squadstack.response_sync', '');
 SELECT pg_catalog.pg_extension_config_dump('squadstack.lead_outcomes', '');
 
 /*

@@ -146,6 +146,13 @@ SELECT squadstack_create_leads('camp_3', '[{"lead_id":"F1","phone_number":"98123
 SELECT squadstack_flush() AS calls;
 SELECT lead_id, status FROM squadstack.leads WHERE campaign_id = 'camp_3';
 SELECT squadstack_create_leads('camp_3', '[{"lead_id":"F1","phone_number":"9812345670","contact_name":"Refused"}]') AS queued_again;
+-- ... and so does a create that ran out of attempts
+SET squadstack.max_attempts = 1;
+\! python3 test/double_ctl.py fault '{"kind": "status", "status": 500, "campaign": "camp_4", "count": 1}'
+SELECT squadstack_create_leads('camp_4', '[{"lead_id":"G1","phone_number":"9812345671","contact_name":"Unlucky"}]') AS queued;
+SELECT squadstack_flush() AS calls;
+SELECT o.state, l.status FROM squadstack.outbox o JOIN squadstack.leads l USING (campaign_id, lead_id) WHERE o.campaign_id = 'camp_4';
+RESET squadstack.max_attempts;
 
 DROP TABLE crm_customers;
 DROP FUNCTION copy_outcome() CASCADE;

@@ -621,12 +621,15 @@ update_registry(Batch *b, Outcome outcome)
 	const char *status;
 	bool		overwrite = true;
 
-	if (outcome == OUTCOME_FAILED && strcmp(b->op, "create") == 0)
+	/* a create refused, or out of attempts */
+	if ((outcome == OUTCOME_FAILED || outcome == OUTCOME_RETRY) &&
+		strcmp(b->op, "create") == 0)
 	{
 		args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
 		exec_or_die("UPDATE squadstack.leads l SET status = 'failed', updated_at = now() "
 					"FROM squadstack.outbox o "
-					"WHERE o.id = ANY ($1) AND l.campaign_id = o.campaign_id"
+					"WHERE o.id = ANY ($1) AND o.state = 'failed'"
+					"  AND l.campaign_id = o.campaign_id"
 					"  AND l.lead_id = o.lead_id AND l.status = 'queued'",
 					1, argtypes, args, NULL, SPI_OK_UPDATE);
 		return;

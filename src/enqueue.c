@@ -55,8 +55,8 @@ campaign_arg(FunctionCallInfo fcinfo)
 	return campaign;
 }
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
+SPIPlanPtr
+sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes)
 {
 	/*
 	 * Always the generic plan: given the arrays, custom plans look cheaper
@@ -86,11 +86,11 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 
 	SPI_connect();
 	if (one_plan == NULL)
-		one_plan = prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+		one_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
 								"VALUES ($1, $2, $3, $4)",
 								4, argtypes);
 	if (register_plan == NULL)
-		register_plan = prepare_kept("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+		register_plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
 									 "VALUES ($1, $2, 'queued') "
 									 "ON CONFLICT (campaign_id, lead_id) DO UPDATE "
 									 "SET status = 'queued', updated_at = now() "
@@ -150,13 +150,13 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 
 	SPI_connect();
 	if (insert_plan == NULL)
-		insert_plan = prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+		insert_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
 								   "SELECT $1, u.lead_id, $3, u.payload "
 								   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
 								   "ORDER BY u.n",
 								   4, argtypes);
 	if (create_plan == NULL)
-		create_plan = prepare_kept("WITH u AS ("
+		create_plan = sqs_prepare_kept("WITH u AS ("
 								   "  SELECT u.lead_id, u.payload, u.n"
 								   "  FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n)"
 								   "  WHERE NOT $5 OR NOT EXISTS ("

@@ -52,7 +52,7 @@ delete_batch(const char *sql, int retention_s)
 }
 
 void
-sqs_retention_run(int retention_s)
+sqs_retention_run(int retention_s, int rate_window_ms)
 {
 	static const char *const queries[] = {
 		"DELETE FROM squadstack.outbox WHERE id IN ("
@@ -70,10 +70,14 @@ sqs_retention_run(int retention_s)
 	{
 		int			i;
 
+		/* the limiter counts api_calls within the window: keep at least that */
+		int			keep_s = q == 0 ? retention_s :
+			Max(retention_s, rate_window_ms / 1000 * 2 + 60);
+
 		for (i = 0; i < RETENTION_MAX_BATCHES; i++)
 		{
 			CHECK_FOR_INTERRUPTS();
-			if (delete_batch(queries[q], retention_s) < RETENTION_BATCH)
+			if (delete_batch(queries[q], keep_s) < RETENTION_BATCH)
 				break;
 		}
 	}

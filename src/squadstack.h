@@ -76,6 +76,8 @@ extern List *sqs_parse_disable_leads(Jsonb *lead_ids);
 extern SqsLeadOp *sqs_parse_update_lead(Jsonb *lead);
 
 /* queueing (enqueue.c) */
+struct _SPI_plan;
+extern struct _SPI_plan *sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes);
 extern int64 sqs_enqueue(const char *campaign, const char *op, List *ops,
 						 bool skip_existing);
 

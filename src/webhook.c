@@ -24,6 +24,7 @@
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -297,7 +298,7 @@ validate(Jsonb *payload, Outcome *o)
 	}
 	if (o->lead_id == NULL)
 		return "missing \"lead_id\"";
-	if (o->lead_id[0] == '\0' || strlen(o->lead_id) > SQS_MAX_LEAD_ID_LEN * 4)
+	if (o->lead_id[0] == '\0' || pg_mbstrlen(o->lead_id) > SQS_MAX_LEAD_ID_LEN)
 		return "\"lead_id\" must have 1 to 255 characters";
 
 	v = get_field(payload, "processed_at");
@@ -343,17 +344,6 @@ validate(Jsonb *payload, Outcome *o)
 
 /* ---------- applying ---------- */
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 /* Apply a valid payload; returns its status. */
 static const char *
 apply(Outcome *o, int64 inbox_id)
@@ -373,7 +363,7 @@ apply(Outcome *o, int64 inbox_id)
 		Oid			rtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 
 		if (upsert_plan == NULL)
-			upsert_plan = prepare_kept("INSERT INTO squadstack.lead_outcomes AS o"
+			upsert_plan = sqs_prepare_kept("INSERT INTO squadstack.lead_outcomes AS o"
 								   " (campaign_id, lead_id, phone_number, contact_name, lead_outcome,"
 								   "  latest_recording_url, latest_called_at, processed_at, created_at,"
 								   "  lead_responses, inbox_id)"
@@ -392,10 +382,10 @@ apply(Outcome *o, int64 inbox_id)
 								   " WHERE o.processed_at < excluded.processed_at",
 								   11, types);
 		if (current_plan == NULL)
-			current_plan = prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
+			current_plan = sqs_prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
 									" WHERE campaign_id = $1 AND lead_id = $2",
 									2, types);
-		registry_plan = prepare_kept("INSERT INTO squadstack.leads AS l"
+		registry_plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l"
 									 " (campaign_id, lead_id, status, last_outcome, last_processed_at)"
 									 " VALUES ($1, $2, 'created', $3, $4)"
 									 " ON CONFLICT (campaign_id, lead_id) DO UPDATE SET"
@@ -591,7 +581,7 @@ squadstack_receive_webhook(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	if (insert_plan == NULL)
-		insert_plan = prepare_kept("INSERT INTO squadstack.webhook_inbox (payload) VALUES ($1)"
+		insert_plan = sqs_prepare_kept("INSERT INTO squadstack.webhook_inbox (payload) VALUES ($1)"
 								   " RETURNING status",
 								   1, argtypes);
 	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);

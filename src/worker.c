@@ -162,7 +162,7 @@ squadstack_worker_main(Datum arg)
 			if (!result.more &&
 				TimestampDifferenceExceeds(last_retention, GetCurrentTimestamp(), MAX_SLEEP_MS))
 			{
-				sqs_retention_run(sqs_retention_s);
+				sqs_retention_run(sqs_retention_s, cfg.rate_window_ms);
 				last_retention = GetCurrentTimestamp();
 			}
 

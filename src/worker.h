@@ -40,6 +40,6 @@ extern int	sqs_retention_s;
 extern void sqs_worker_register(void);
 
 /* retention.c */
-extern void sqs_retention_run(int retention_s);
+extern void sqs_retention_run(int retention_s, int rate_window_ms);
 
 #endif

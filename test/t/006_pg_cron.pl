@@ -52,10 +52,11 @@ $double->ctl('outcomes',
 $node->safe_psql(
 	'postgres', q{
 SELECT cron.schedule('squadstack-nightly-sync', '* * * * *', $$
-  SELECT squadstack_create_leads('camp_1',
-    (SELECT jsonb_agg(jsonb_build_object('lead_id', id, 'phone_number', mobile,
-                                         'contact_name', full_name, 'is_KYC', kyc))
-     FROM public.crm_customers))
+  SELECT squadstack_create_leads('camp_1', leads)
+  FROM (SELECT jsonb_agg(jsonb_build_object('lead_id', id, 'phone_number', mobile,
+                                            'contact_name', full_name, 'is_KYC', kyc)) AS leads
+        FROM public.crm_customers) s
+  WHERE leads IS NOT NULL   -- an empty CRM query queues nothing instead of failing
 $$);
 SELECT cron.schedule('squadstack-flush', '* * * * *', 'SELECT squadstack_flush()');
 SELECT cron.schedule('squadstack-responses', '* * * * *', $$SELECT squadstack_sync_responses('camp_1')$$);
