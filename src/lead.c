@@ -433,7 +433,7 @@ parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
 				lead_elem_fn fn)
 {
 	List	   *ops = NIL;
-	HTAB	   *seen = lead_id_set();
+	HTAB	   *seen = NULL;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -468,6 +468,9 @@ parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
 			continue;
 		pos++;
 		op = fn(&v, pos);
+		/* made only for arrays: a trigger's single lead pays nothing */
+		if (seen == NULL)
+			seen = lead_id_set();
 		check_unique(seen, op->lead_id, pos);
 		ops = lappend(ops, op);
 	}
