@@ -1,7 +1,6 @@
 -- A query cancel aborts an HTTP call in progress at once; the operation
 -- whose call was cut off is queued again and re-sent alone.
 \getenv api_url SQUADSTACK_API_URL
-\getenv double_log SQUADSTACK_DOUBLE_LOG
 SET squadstack.api_url = :'api_url';
 SET squadstack.token = 'test-token';
 TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state, squadstack.tokens, squadstack.leads;

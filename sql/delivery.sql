@@ -1,7 +1,6 @@
 -- Delivery against the API double: batching, order per lead, every outcome
 -- class, retries.  Assertions are on what reached the double.
 \getenv api_url SQUADSTACK_API_URL
-\getenv double_log SQUADSTACK_DOUBLE_LOG
 SET squadstack.api_url = :'api_url';
 SET squadstack.token = 'test-token';
 SET squadstack.retry_base = '1ms';
@@ -10,33 +9,7 @@ TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state, squads
 \! python3 test/double_ctl.py reset '{"defaults": true}'
 \! python3 test/double_ctl.py config '{"tokens": ["test-token", "token-r", "token-a-new"], "rate_limit": 1000, "rate_window": 1}'
 
--- what the double received, in order
-CREATE TEMP VIEW received AS
-SELECT (r->>'seq')::int AS seq, r->>'method' AS method, r->>'endpoint' AS endpoint,
-       r->>'campaign' AS campaign, r->'lead_ids' AS lead_ids, (r->>'status')::int AS status,
-       r->>'fault' AS fault, r->>'authorization' AS auth, r->>'content_type' AS content_type,
-       r->'body' AS body, (r->>'received_at')::float8 AS received_at
-FROM (SELECT l::jsonb AS r
-      FROM regexp_split_to_table(pg_read_file(:'double_log'), E'\n') AS l
-      WHERE l <> '') s;
-
--- flush until three rounds in a row make no call (bounded)
-CREATE FUNCTION pg_temp.flush_until_idle() RETURNS int LANGUAGE plpgsql AS $$
-DECLARE
-  total int := 0;
-  n int;
-  idle int := 0;
-BEGIN
-  FOR i IN 1..100 LOOP
-    n := squadstack_flush();
-    total := total + n;
-    idle := CASE WHEN n = 0 THEN idle + 1 ELSE 0 END;
-    EXIT WHEN idle >= 3;
-    PERFORM pg_sleep(0.02);
-  END LOOP;
-  RETURN total;
-END $$;
-
+\i test/double_helpers.sql
 -- nothing to send
 SELECT squadstack_flush() AS calls;
 

@@ -3,7 +3,6 @@
 -- not wait for budget.  Here: 5 calls per 2 s, and the double enforces the
 -- same limit independently (it would answer 429).
 \getenv api_url SQUADSTACK_API_URL
-\getenv double_log SQUADSTACK_DOUBLE_LOG
 SET squadstack.api_url = :'api_url';
 SET squadstack.token = 'test-token';
 SET squadstack.rate_limit = 5;
@@ -12,14 +11,7 @@ TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state, squads
 \! python3 test/double_ctl.py reset '{"defaults": true}'
 \! python3 test/double_ctl.py config '{"tokens": ["test-token", "other-token"], "rate_limit": 5, "rate_window": 2}'
 
-CREATE TEMP VIEW received AS
-SELECT (r->>'seq')::int AS seq, r->>'endpoint' AS endpoint, r->>'campaign' AS campaign,
-       (r->>'status')::int AS status, r->>'authorization' AS auth,
-       (r->>'received_at')::float8 AS received_at
-FROM (SELECT l::jsonb AS r
-      FROM regexp_split_to_table(pg_read_file(:'double_log'), E'\n') AS l
-      WHERE l <> '') s;
-
+\i test/double_helpers.sql
 -- 1 create call + 12 convert calls = 13 calls
 SELECT squadstack_create_leads('camp_l', (SELECT jsonb_agg(jsonb_build_object(
   'lead_id', 'L' || i, 'phone_number', (9876500000 + i)::text, 'contact_name', 'Lead ' || i) ORDER BY i)

@@ -2,7 +2,6 @@
 -- responses endpoint, through the webhook inbox, within the rate limit,
 -- continuing from where the last sync stopped.
 \getenv api_url SQUADSTACK_API_URL
-\getenv double_log SQUADSTACK_DOUBLE_LOG
 SET squadstack.api_url = :'api_url';
 SET squadstack.token = 'test-token';
 SET timezone = 'UTC';
@@ -11,13 +10,7 @@ TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state, squads
 \! python3 test/double_ctl.py reset '{"defaults": true}'
 \! python3 test/double_ctl.py config '{"tokens": ["test-token"], "rate_limit": 1000, "rate_window": 1}'
 
-CREATE TEMP VIEW received AS
-SELECT (r->>'seq')::int AS seq, r->>'method' AS method, r->>'path' AS path, r->'query' AS query,
-       (r->>'status')::int AS status, (r->>'received_at')::float8 AS received_at
-FROM (SELECT l::jsonb AS r
-      FROM regexp_split_to_table(pg_read_file(:'double_log'), E'\n') AS l
-      WHERE l <> '') s;
-
+\i test/double_helpers.sql
 -- 150 processed leads at the double, one minute apart
 \! python3 -c "import json; print(json.dumps([{'campaign_id': 'camp_s', 'lead_id': 'R%d' % i, 'phone_number': '+9198765%05d' % i, 'contact_name': 'Lead %d' % i, 'lead_outcome': 'Connected', 'processed_at': '2024-01-01T%02d:%02d:00+00:00' % (i // 60, i % 60), 'lead_responses': {'q1': 'yes'}} for i in range(150)]))" | python3 test/double_ctl.py outcomes -
 

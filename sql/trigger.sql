@@ -2,7 +2,6 @@
 -- queue, how its arguments are checked, what happens to invalid rows, and
 -- what reaches the API double once the queue is flushed.
 \getenv api_url SQUADSTACK_API_URL
-\getenv double_log SQUADSTACK_DOUBLE_LOG
 TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state,
   squadstack.leads, squadstack.sync_skipped;
 \! python3 test/double_ctl.py reset '{"defaults": true}'
@@ -278,29 +277,7 @@ TRUNCATE squadstack.outbox;
 -- delivery: what the trigger queued reaches the API double in order
 SET squadstack.api_url = :'api_url';
 SET squadstack.token = 'test-token';
-CREATE TEMP VIEW received AS
-SELECT (r->>'seq')::int AS seq, r->>'method' AS method, r->>'endpoint' AS endpoint,
-       r->>'campaign' AS campaign, r->'lead_ids' AS lead_ids, (r->>'status')::int AS status,
-       r->'body' AS body
-FROM (SELECT l::jsonb AS r
-      FROM regexp_split_to_table(pg_read_file(:'double_log'), E'\n') AS l
-      WHERE l <> '') s;
-CREATE FUNCTION pg_temp.flush_until_idle() RETURNS int LANGUAGE plpgsql AS $$
-DECLARE
-  total int := 0;
-  n int;
-  idle int := 0;
-BEGIN
-  FOR i IN 1..100 LOOP
-    n := squadstack_flush();
-    total := total + n;
-    idle := CASE WHEN n = 0 THEN idle + 1 ELSE 0 END;
-    EXIT WHEN idle >= 3;
-    PERFORM pg_sleep(0.02);
-  END LOOP;
-  RETURN total;
-END $$;
-
+\i test/double_helpers.sql
 DROP TRIGGER to_squadstack ON crm.customers;
 CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE OR DELETE ON crm.customers
 FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(

@@ -119,9 +119,13 @@ sqs_end_step(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-static void
-exec_or_die(const char *sql, int nargs, Oid *argtypes, Datum *args,
-			const char *nulls, int expected)
+/*
+ * Run one statement with parameters inside SPI; an unexpected result is an
+ * internal error (the statements are the extension's own).
+ */
+void
+sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
+		 const char *nulls, int expected)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0);
 
@@ -151,7 +155,7 @@ consider(SqsDeliveryResult *r, TimestampTz when, const char *why)
 static void
 recover_leases(void)
 {
-	exec_or_die("WITH r AS ("
+	sqs_exec("WITH r AS ("
 				"  UPDATE squadstack.outbox o"
 				"  SET state = 'queued', batch_limit = 1, next_attempt_at = now(),"
 				"      lease_pid = NULL, leased_at = NULL, lease_expires_at = NULL"
@@ -182,10 +186,10 @@ sqs_admit_call(const SqsConfig *cfg, const char *token_id, SqsDeliveryResult *r)
 	int64		window_ms = sqs_window_with_margin_ms(cfg->rate_window_ms);
 
 	args[0] = CStringGetTextDatum(token_id);
-	exec_or_die("INSERT INTO squadstack.token_state (token_id) VALUES ($1) "
+	sqs_exec("INSERT INTO squadstack.token_state (token_id) VALUES ($1) "
 				"ON CONFLICT DO NOTHING",
 				1, argtypes, args, NULL, SPI_OK_INSERT);
-	exec_or_die("SELECT paused_until FROM squadstack.token_state "
+	sqs_exec("SELECT paused_until FROM squadstack.token_state "
 				"WHERE token_id = $1 FOR UPDATE",
 				1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
@@ -205,7 +209,7 @@ sqs_admit_call(const SqsConfig *cfg, const char *token_id, SqsDeliveryResult *r)
 	/* the limit-th most recent call must have left the window */
 	args[1] = Int64GetDatum(window_ms);
 	args[2] = Int32GetDatum(cfg->rate_limit);
-	exec_or_die("SELECT count(*), min(started_at) FROM ("
+	sqs_exec("SELECT count(*), min(started_at) FROM ("
 				"  SELECT started_at FROM squadstack.api_calls"
 				"  WHERE token_id = $1"
 				"    AND started_at > clock_timestamp() - $2 * interval '1 millisecond'"
@@ -244,7 +248,7 @@ lease_operations(const SqsConfig *cfg, const char *campaign, Batch *b,
 	uint64		i;
 
 	args[0] = CStringGetTextDatum(campaign);
-	exec_or_die("SELECT o.op, o.batch_limit FROM squadstack.outbox o "
+	sqs_exec("SELECT o.op, o.batch_limit FROM squadstack.outbox o "
 				"WHERE o.campaign_id = $1 AND o.state = 'queued' AND o.next_attempt_at <= now() "
 				"  AND NOT EXISTS (SELECT 1 FROM squadstack.outbox e"
 				"                  WHERE e.campaign_id = o.campaign_id AND e.lead_id = o.lead_id"
@@ -274,7 +278,7 @@ lease_operations(const SqsConfig *cfg, const char *campaign, Batch *b,
 	 * Operations split off a failed batch, or re-sent after a crash, go only
 	 * with others of the same batch limit, so that halving converges.
 	 */
-	exec_or_die("SELECT o.id, o.payload::text, o.attempts FROM squadstack.outbox o "
+	sqs_exec("SELECT o.id, o.payload::text, o.attempts FROM squadstack.outbox o "
 				"WHERE o.campaign_id = $1 AND o.op = $2 AND o.state = 'queued'"
 				"  AND o.next_attempt_at <= now()"
 				"  AND o.batch_limit IS NOT DISTINCT FROM $3"
@@ -331,7 +335,7 @@ sqs_log_call_start(const char *token_id, const char *campaign, const char *op,
 	args[2] = CStringGetTextDatum(op);
 	args[3] = CStringGetTextDatum(method);
 	args[4] = Int32GetDatum(n_leads);
-	exec_or_die("INSERT INTO squadstack.api_calls "
+	sqs_exec("INSERT INTO squadstack.api_calls "
 				"(token_id, campaign_id, op, method, n_leads, started_at, sender_pid) "
 				"VALUES ($1, $2, $3, $4, $5, clock_timestamp(), pg_backend_pid()) RETURNING id",
 				5, argtypes, args, NULL, SPI_OK_INSERT_RETURNING);
@@ -358,7 +362,7 @@ sqs_log_call_end(int64 call_id, const SqsHttpResult *res, const char *error)
 	args[4] = Int64GetDatum(res->retry_after_ms);
 	if (res->retry_after_ms < 0)
 		nulls[4] = 'n';
-	exec_or_die("UPDATE squadstack.api_calls SET duration_ms = $2, http_status = $3,"
+	sqs_exec("UPDATE squadstack.api_calls SET duration_ms = $2, http_status = $3,"
 				" error = $4, retry_after = $5 * interval '1 millisecond' WHERE id = $1",
 				5, argtypes, args, nulls, SPI_OK_UPDATE);
 }
@@ -375,7 +379,7 @@ start_call(const SqsConfig *cfg, Batch *b)
 	largs[0] = Int64GetDatum(b->call_id);
 	largs[1] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
 	largs[2] = Int64GetDatum((int64) cfg->request_timeout_ms + LEASE_SLACK_MS);
-	exec_or_die("UPDATE squadstack.outbox SET state = 'sending', call_id = $1,"
+	sqs_exec("UPDATE squadstack.outbox SET state = 'sending', call_id = $1,"
 				" lease_pid = pg_backend_pid(), leased_at = now(),"
 				" lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' "
 				"WHERE id = ANY ($2)",
@@ -400,7 +404,7 @@ claim(const SqsConfig *cfg, Batch *b, SqsDeliveryResult *r, MemoryContext cxt)
 
 	recover_leases();
 
-	exec_or_die("WITH RECURSIVE c(campaign_id) AS ("
+	sqs_exec("WITH RECURSIVE c(campaign_id) AS ("
 				"  (SELECT campaign_id FROM squadstack.outbox WHERE state = 'queued'"
 				"   ORDER BY campaign_id LIMIT 1)"
 				"  UNION ALL"
@@ -586,7 +590,7 @@ pause_token(const SqsConfig *cfg, const char *token_id, const SqsHttpResult *res
 			int			pauses;
 			bool		isnull;
 
-			exec_or_die("SELECT pause_count FROM squadstack.token_state WHERE token_id = $1",
+			sqs_exec("SELECT pause_count FROM squadstack.token_state WHERE token_id = $1",
 						1, argtypes, args, NULL, SPI_OK_SELECT);
 			pauses = SPI_processed ? DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 																  SPI_tuptable->tupdesc, 1,
@@ -601,7 +605,7 @@ pause_token(const SqsConfig *cfg, const char *token_id, const SqsHttpResult *res
 											   res->status == 429 ? "rate limited by the API" :
 											   "the API is unavailable"));
 	}
-	exec_or_die("UPDATE squadstack.token_state SET"
+	sqs_exec("UPDATE squadstack.token_state SET"
 				" paused_until = CASE WHEN $2 IS NULL THEN 'infinity'::timestamptz"
 				"   ELSE clock_timestamp() + $2 * interval '1 millisecond' END,"
 				" pause_reason = $3, pause_count = pause_count + 1, updated_at = now() "
@@ -626,7 +630,7 @@ update_registry(Batch *b, Outcome outcome)
 		strcmp(b->op, "create") == 0)
 	{
 		args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
-		exec_or_die("UPDATE squadstack.leads l SET status = 'failed', updated_at = now() "
+		sqs_exec("UPDATE squadstack.leads l SET status = 'failed', updated_at = now() "
 					"FROM squadstack.outbox o "
 					"WHERE o.id = ANY ($1) AND o.state = 'failed'"
 					"  AND l.campaign_id = o.campaign_id"
@@ -654,7 +658,7 @@ update_registry(Batch *b, Outcome outcome)
 	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
 	args[1] = CStringGetTextDatum(status);
 	args[2] = BoolGetDatum(overwrite);
-	exec_or_die("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+	sqs_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
 				"SELECT campaign_id, lead_id, $2 FROM squadstack.outbox WHERE id = ANY ($1) "
 				"ON CONFLICT (campaign_id, lead_id) DO UPDATE"
 				" SET status = CASE WHEN $3 OR l.status IN ('queued', 'failed')"
@@ -699,7 +703,7 @@ erase_lead(Batch *b)
 
 	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
 	for (i = 0; i < lengthof(queries); i++)
-		exec_or_die(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
+		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
 }
 
 /* Step 3: complete the call's record and move its operations on. */
@@ -775,7 +779,7 @@ record(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res)
 		args[7] = Int64GetDatum(b->call_id);
 
 		/* only if the lease is still ours: a recovered lease was re-queued */
-		exec_or_die("UPDATE squadstack.outbox o SET"
+		sqs_exec("UPDATE squadstack.outbox o SET"
 					" state = u.state,"
 					" attempts = o.attempts + u.add_attempt,"
 					" next_attempt_at = CASE WHEN u.state = 'queued'"
@@ -805,7 +809,7 @@ record(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res)
 		Datum		args[1];
 
 		args[0] = CStringGetTextDatum(b->token_id);
-		exec_or_die("UPDATE squadstack.token_state SET pause_count = 0 "
+		sqs_exec("UPDATE squadstack.token_state SET pause_count = 0 "
 					"WHERE token_id = $1 AND pause_count > 0",
 					1, argtypes, args, NULL, SPI_OK_UPDATE);
 	}

@@ -338,7 +338,6 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	int			rc;
 	uint64		n;
 
 	if (!PG_ARGISNULL(0))
@@ -362,14 +361,12 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	}
 
 	SPI_connect();
-	rc = SPI_execute_with_args("UPDATE squadstack.outbox "
-							   "SET state = 'queued', attempts = 0, next_attempt_at = now() "
-							   "WHERE state = 'failed' "
-							   "AND ($1 IS NULL OR campaign_id = $1) "
-							   "AND ($2 IS NULL OR lead_id = $2)",
-							   2, argtypes, args, nulls, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "could not retry operations: %s", SPI_result_code_string(rc));
+	sqs_exec("UPDATE squadstack.outbox "
+			 "SET state = 'queued', attempts = 0, next_attempt_at = now() "
+			 "WHERE state = 'failed' "
+			 "AND ($1 IS NULL OR campaign_id = $1) "
+			 "AND ($2 IS NULL OR lead_id = $2)",
+			 2, argtypes, args, nulls, SPI_OK_UPDATE);
 	n = SPI_processed;
 	SPI_finish();
 	if (n > 0)
@@ -387,16 +384,13 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 	char	   *campaign = campaign_arg(fcinfo);
 	Datum		args[2];
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	int			rc;
 
 	args[0] = CStringGetTextDatum(campaign);
 	SPI_connect();
 	if (PG_ARGISNULL(1))
 	{
-		rc = SPI_execute_with_args("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
-								   1, argtypes, args, NULL, false, 0);
-		if (rc != SPI_OK_DELETE)
-			elog(ERROR, "could not remove token: %s", SPI_result_code_string(rc));
+		sqs_exec("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
+				 1, argtypes, args, NULL, SPI_OK_DELETE);
 	}
 	else
 	{
@@ -411,12 +405,10 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 					 errmsg("invalid access token for campaign \"%s\"", campaign),
 					 errdetail_internal("%s", problem)));
 		args[1] = CStringGetTextDatum(token);
-		rc = SPI_execute_with_args("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
-								   "VALUES ($1, $2) ON CONFLICT (campaign_id) "
-								   "DO UPDATE SET token = excluded.token, updated_at = now()",
-								   2, argtypes, args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not store token: %s", SPI_result_code_string(rc));
+		sqs_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
+				 "VALUES ($1, $2) ON CONFLICT (campaign_id) "
+				 "DO UPDATE SET token = excluded.token, updated_at = now()",
+				 2, argtypes, args, NULL, SPI_OK_INSERT);
 	}
 	SPI_finish();
 	/* a new token may resume a paused campaign */

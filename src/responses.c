@@ -80,7 +80,6 @@ start_cursor(const SqsJob *job, TimestampTz *cursor)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 	bool		isnull;
-	int			rc;
 
 	if (job->has_since)
 	{
@@ -88,11 +87,9 @@ start_cursor(const SqsJob *job, TimestampTz *cursor)
 		return true;
 	}
 	args[0] = CStringGetTextDatum(job->campaign);
-	rc = SPI_execute_with_args("SELECT last_processed_at FROM squadstack.response_sync"
-							   " WHERE campaign_id = $1",
-							   1, argtypes, args, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the response sync state: %s", SPI_result_code_string(rc));
+	sqs_exec("SELECT last_processed_at FROM squadstack.response_sync"
+			 " WHERE campaign_id = $1",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	*cursor = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
@@ -153,14 +150,11 @@ store_page(const char *body, TimestampTz *latest, bool *has_latest, bool *more)
 	bool		isnull;
 	Datum		d;
 	int64		stored;
-	int			rc;
 
-	rc = SPI_execute_with_args("SELECT jsonb_typeof($1) = 'object'"
-							   " AND jsonb_typeof($1->'results') = 'array',"
-							   " coalesce(jsonb_typeof($1->'next') NOT IN ('null'), false)",
-							   1, argtypes, args, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read a responses page: %s", SPI_result_code_string(rc));
+	sqs_exec("SELECT jsonb_typeof($1) = 'object'"
+			 " AND jsonb_typeof($1->'results') = 'array',"
+			 " coalesce(jsonb_typeof($1->'next') NOT IN ('null'), false)",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_JSON_TEXT),
@@ -168,14 +162,12 @@ store_page(const char *body, TimestampTz *latest, bool *has_latest, bool *more)
 				 errdetail("Expected an object with a \"results\" array.")));
 	*more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
-	rc = SPI_execute_with_args("WITH ins AS ("
-							   "  INSERT INTO squadstack.webhook_inbox (payload)"
-							   "  SELECT r FROM jsonb_array_elements($1->'results') AS r"
-							   "  RETURNING processed_at) "
-							   "SELECT count(*), max(processed_at) FROM ins",
-							   1, argtypes, args, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not store responses: %s", SPI_result_code_string(rc));
+	sqs_exec("WITH ins AS ("
+			 "  INSERT INTO squadstack.webhook_inbox (payload)"
+			 "  SELECT r FROM jsonb_array_elements($1->'results') AS r"
+			 "  RETURNING processed_at) "
+			 "SELECT count(*), max(processed_at) FROM ins",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	stored = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	if (!isnull && (!*has_latest || DatumGetTimestampTz(d) > *latest))
@@ -192,22 +184,19 @@ save_cursor(const char *campaign, TimestampTz latest, bool has_latest, int64 sto
 	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, INT8OID};
 	Datum		args[3];
 	char		nulls[3] = {' ', ' ', ' '};
-	int			rc;
 
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = TimestampTzGetDatum(latest);
 	if (!has_latest)
 		nulls[1] = 'n';
 	args[2] = Int64GetDatum(stored);
-	rc = SPI_execute_with_args("INSERT INTO squadstack.response_sync AS s"
-							   " (campaign_id, last_processed_at, last_synced_at, last_stored)"
-							   " VALUES ($1, $2, now(), $3)"
-							   " ON CONFLICT (campaign_id) DO UPDATE SET"
-							   "  last_processed_at = GREATEST(s.last_processed_at, excluded.last_processed_at),"
-							   "  last_synced_at = now(), last_stored = excluded.last_stored",
-							   3, argtypes, args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not save the response sync state: %s", SPI_result_code_string(rc));
+	sqs_exec("INSERT INTO squadstack.response_sync AS s"
+			 " (campaign_id, last_processed_at, last_synced_at, last_stored)"
+			 " VALUES ($1, $2, now(), $3)"
+			 " ON CONFLICT (campaign_id) DO UPDATE SET"
+			 "  last_processed_at = GREATEST(s.last_processed_at, excluded.last_processed_at),"
+			 "  last_synced_at = now(), last_stored = excluded.last_stored",
+			 3, argtypes, args, nulls, SPI_OK_INSERT);
 }
 
 int64

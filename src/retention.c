@@ -17,6 +17,7 @@
 #include "pgstat.h"
 #include "utils/snapmgr.h"
 
+#include "squadstack.h"
 #include "worker.h"
 
 #define RETENTION_BATCH 1000
@@ -28,7 +29,6 @@ delete_batch(const char *sql, int retention_s)
 {
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
-	int			rc;
 	uint64		n;
 
 	args[0] = Int32GetDatum(retention_s);
@@ -39,9 +39,7 @@ delete_batch(const char *sql, int retention_s)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "squadstack: deleting old rows");
-	rc = SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 0);
-	if (rc != SPI_OK_DELETE)
-		elog(ERROR, "squadstack retention failed: %s", SPI_result_code_string(rc));
+	sqs_exec(sql, 2, argtypes, args, NULL, SPI_OK_DELETE);
 	n = SPI_processed;
 	SPI_finish();
 	PopActiveSnapshot();

@@ -105,6 +105,9 @@ extern void sqs_deliver(const SqsConfig *cfg, int max_calls,
 
 extern char *sqs_clean_text(const char *s, size_t len, size_t max);
 
+extern void sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
+					 const char *nulls, int expected);
+
 /* one short transaction with SPI, in a process outside any (deliver.c) */
 extern void sqs_begin_step(const char *activity);
 extern void sqs_end_step(void);

@@ -53,13 +53,10 @@ sqs_campaign_token(const char *campaign, const SqsConfig *cfg)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
-	int			rc;
 
 	args[0] = CStringGetTextDatum(campaign);
-	rc = SPI_execute_with_args("SELECT token FROM squadstack.tokens WHERE campaign_id = $1",
-							   1, argtypes, args, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read access tokens: %s", SPI_result_code_string(rc));
+	sqs_exec("SELECT token FROM squadstack.tokens WHERE campaign_id = $1",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
@@ -131,14 +128,11 @@ squadstack_token_status(PG_FUNCTION_ARGS)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		args[1];
-		int			rc;
 
 		args[0] = CStringGetTextDatum(sqs_token_id(token));
-		rc = SPI_execute_with_args("SELECT paused_until, pause_reason FROM squadstack.token_state "
-								   "WHERE token_id = $1 AND paused_until > now()",
-								   1, argtypes, args, NULL, true, 1);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "could not read token state: %s", SPI_result_code_string(rc));
+		sqs_exec("SELECT paused_until, pause_reason FROM squadstack.token_state "
+				 "WHERE token_id = $1 AND paused_until > now()",
+				 1, argtypes, args, NULL, SPI_OK_SELECT);
 		values[0] = BoolGetDatum(SPI_processed > 0);
 		if (SPI_processed > 0)
 		{

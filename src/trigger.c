@@ -531,7 +531,6 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 	TEXTOID, TEXTOID, slot->tts_tupleDescriptor->tdtypeid};
 	Datum		args[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	int			rc;
 
 	args[0] = CStringGetTextDatum(st->table_name);
 	args[1] = CStringGetTextDatum(st->trigger_name);
@@ -549,13 +548,11 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 	args[7] = ExecFetchSlotHeapTupleDatum(slot);
 
 	SPI_connect();
-	rc = SPI_execute_with_args("INSERT INTO squadstack.sync_skipped "
-							   "(table_name, trigger_name, operation, campaign_id, lead_id, "
-							   " sqlstate, error, row_data) "
-							   "VALUES ($1, $2, $3, $4, $5, $6, $7, to_jsonb($8))",
-							   8, argtypes, args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not record skipped row: %s", SPI_result_code_string(rc));
+	sqs_exec("INSERT INTO squadstack.sync_skipped "
+			 "(table_name, trigger_name, operation, campaign_id, lead_id, "
+			 " sqlstate, error, row_data) "
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, to_jsonb($8))",
+			 8, argtypes, args, nulls, SPI_OK_INSERT);
 	SPI_finish();
 
 	/* the warning names trigger and table itself; no context line needed */
