@@ -10,6 +10,7 @@ OBJS = \
 	src/enqueue.o \
 	src/flush.o \
 	src/http.o \
+	src/intake.o \
 	src/lead.o \
 	src/phone.o \
 	src/responses.o \
@@ -21,7 +22,8 @@ OBJS = \
 	src/webhook.o \
 	src/worker.o
 
-DATA = sql/squadstack--0.1.0.sql
+DATA = sql/squadstack--0.1.0.sql sql/squadstack--0.2.0.sql \
+	sql/squadstack--0.1.0--0.2.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
 REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel

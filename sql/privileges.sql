@@ -27,9 +27,10 @@ SET ROLE squadstack_app;
 SELECT squadstack_create_leads('camp_p', '{"lead_id":"A1","phone_number":"9876543210","contact_name":"A"}') AS queued;
 SELECT squadstack_update_lead('camp_p', '{"lead_id":"A1","contact_name":"B"}') AS queued;
 SELECT campaign_id, state, operations, token_paused FROM squadstack.queue_status;
--- no access to tokens, the outbox, or the calls
+-- no access to tokens, the outbox, the intake, or the calls
 SELECT * FROM squadstack.tokens;
 SELECT * FROM squadstack.outbox;
+SELECT * FROM squadstack.intake;
 SELECT * FROM squadstack.api_calls;
 SELECT squadstack_set_token('camp_p', 'stolen');
 SELECT squadstack_receive_webhook('{}');

@@ -2,13 +2,14 @@
 -- queue, how its arguments are checked, what happens to invalid rows, and
 -- what reaches the API double once the queue is flushed.
 \getenv api_url SQUADSTACK_API_URL
-TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state,
-  squadstack.leads, squadstack.sync_skipped;
+TRUNCATE squadstack.outbox, squadstack.intake, squadstack.api_calls,
+  squadstack.token_state, squadstack.leads, squadstack.sync_skipped;
 \! python3 test/double_ctl.py reset '{"defaults": true}'
 \! python3 test/double_ctl.py config '{"tokens": ["test-token"], "rate_limit": 1000, "rate_window": 1}'
 
+-- the trigger appends to squadstack.intake; deliveries move it to the outbox
 CREATE TEMP VIEW queued AS
-SELECT campaign_id, lead_id, op, payload FROM squadstack.outbox ORDER BY id;
+SELECT campaign_id, lead_id, op, payload FROM squadstack.intake ORDER BY id;
 
 -- an error's SQLSTATE, message, detail and hint, for the argument checks
 CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -55,8 +56,16 @@ INSERT INTO crm.customers (id, mobile, full_name) VALUES ('C2', '+91 98765-43211
 INSERT INTO crm.customers (id, mobile, full_name, balance, rating)
 VALUES ('C3', '9876543212', 'Meera', 'NaN', '-Infinity');
 SELECT * FROM queued;
+-- they count as queued, and the lead registry learns of them when a
+-- delivery moves them to the outbox (tested with delivery below)
+SELECT campaign_id, state, operations FROM squadstack.queue_status;
 SELECT lead_id, status FROM squadstack.leads ORDER BY lead_id;
-TRUNCATE squadstack.outbox;
+-- a create the trigger queued counts as queued for skip_existing
+SELECT squadstack_create_leads('camp_t',
+  '[{"lead_id": "C2", "phone_number": "9876543211", "contact_name": "Ravi"},
+    {"lead_id": "C4", "phone_number": "9876543214", "contact_name": "New"}]') AS queued;
+SELECT lead_id, op FROM squadstack.outbox ORDER BY id;
+TRUNCATE squadstack.outbox, squadstack.intake, squadstack.leads;
 
 -- UPDATE queues only the mapped fields that changed, with the lead_id
 UPDATE crm.customers SET full_name = 'Asha R. Rao', notes = 'renamed' WHERE id = 'C1';
@@ -67,12 +76,12 @@ UPDATE crm.customers SET kyc_status = 'NO' WHERE id = 'C2';
 -- one statement over several rows: only the rows that changed
 UPDATE crm.customers SET kyc_status = 'NO';
 SELECT * FROM queued;
-TRUNCATE squadstack.outbox;
+TRUNCATE squadstack.intake;
 
 -- the lead_id cannot change
 UPDATE crm.customers SET id = 'C9' WHERE id = 'C1';
 SELECT split_part(pg_temp.error_of($$UPDATE crm.customers SET id = 'C9' WHERE id = 'C1'$$), ':', 1) AS sqlstate;
-SELECT count(*) AS queued FROM squadstack.outbox;
+SELECT count(*) AS queued FROM squadstack.intake;
 
 -- an update that breaks validation fails the statement (the validation's
 -- own messages are tested in validation.sql; only their first line here)
@@ -81,12 +90,12 @@ UPDATE crm.customers SET mobile = '12345' WHERE id = 'C1';
 UPDATE crm.customers SET full_name = '  ' WHERE id = 'C1';
 UPDATE crm.customers SET full_name = NULL WHERE id = 'C1';
 \set VERBOSITY default
-SELECT count(*) AS queued FROM squadstack.outbox;
+SELECT count(*) AS queued FROM squadstack.intake;
 
 -- DELETE with on_delete=disable
 DELETE FROM crm.customers WHERE id = 'C2';
 SELECT * FROM queued;
-TRUNCATE squadstack.outbox;
+TRUNCATE squadstack.intake;
 
 -- on_delete=delete
 DROP TRIGGER to_squadstack ON crm.customers;
@@ -96,7 +105,7 @@ FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
   'on_delete=delete');
 DELETE FROM crm.customers WHERE id = 'C3';
 SELECT * FROM queued;
-TRUNCATE squadstack.outbox;
+TRUNCATE squadstack.intake;
 
 -- on_delete=ignore
 DROP TRIGGER to_squadstack ON crm.customers;
@@ -105,22 +114,22 @@ FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
   'camp_t', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name',
   'on_delete=ignore');
 DELETE FROM crm.customers WHERE id = 'C1';
-SELECT count(*) AS queued FROM squadstack.outbox;
+SELECT count(*) AS queued FROM squadstack.intake;
 
 -- a multi-row INSERT ... SELECT queues one create per row, in order
 INSERT INTO crm.customers (id, mobile, full_name)
 SELECT 'M' || i, (9000000000 + i)::text, 'Multi ' || i FROM generate_series(1, 5) i;
 SELECT * FROM queued;
-TRUNCATE squadstack.outbox;
+TRUNCATE squadstack.intake;
 
 -- nothing is queued unless the transaction commits
 BEGIN;
 INSERT INTO crm.customers (id, mobile, full_name) VALUES ('R1', '9876543299', 'Rolled back');
 UPDATE crm.customers SET full_name = 'Rolled back too' WHERE id = 'M1';
 DELETE FROM crm.customers WHERE id = 'M2';
-SELECT count(*) AS queued_in_transaction FROM squadstack.outbox;
+SELECT count(*) AS queued_in_transaction FROM squadstack.intake;
 ROLLBACK;
-SELECT count(*) AS queued FROM squadstack.outbox;
+SELECT count(*) AS queued FROM squadstack.intake;
 SELECT count(*) AS registered FROM squadstack.leads WHERE lead_id = 'R1';
 
 -- a row that fails validation fails the CRM statement by default, and one
@@ -134,7 +143,7 @@ INSERT INTO crm.customers (id, mobile, full_name)
 VALUES ('OK1', '9876543210', 'Fine'), ('BAD4', '0', 'Bad');
 \set VERBOSITY default
 SELECT count(*) AS rows_kept FROM crm.customers WHERE id IN ('BAD1', 'BAD2', 'BAD3', 'OK1', 'BAD4');
-SELECT count(*) AS queued FROM squadstack.outbox;
+SELECT count(*) AS queued FROM squadstack.intake;
 
 -- with on_invalid=skip, an invalid row is written, warned about and
 -- recorded, and the others are queued
@@ -171,7 +180,7 @@ ROLLBACK;
 SELECT count(*) AS skipped FROM squadstack.sync_skipped;
 -- a lead_id change is an error even with on_invalid=skip
 UPDATE crm.prospects SET ref = 'S5' WHERE ref = 'S3';
-TRUNCATE squadstack.outbox, squadstack.sync_skipped;
+TRUNCATE squadstack.intake, squadstack.sync_skipped;
 
 -- an integer lead_id column: the lead_id stays a JSON number
 CREATE TABLE crm.accounts (
@@ -190,8 +199,8 @@ UPDATE crm.accounts SET tier = 3 WHERE acct_no = 1001;
 UPDATE crm.accounts SET opened = '2024-01-01 00:00+00' WHERE acct_no = 1001;
 DELETE FROM crm.accounts WHERE acct_no = 1001;
 SELECT * FROM queued;
-SELECT jsonb_typeof(payload->'lead_id') AS lead_id_type FROM squadstack.outbox ORDER BY id;
-TRUNCATE squadstack.outbox;
+SELECT jsonb_typeof(payload->'lead_id') AS lead_id_type FROM squadstack.intake ORDER BY id;
+TRUNCATE squadstack.intake;
 
 -- a trigger on a partitioned table is cloned to each partition, whose
 -- columns may sit at other positions
@@ -214,19 +223,40 @@ INSERT INTO crm.regional VALUES
   ('S1', 'south', '9876500002', 'South one'),
   ('N2', 'north', '9876500003', 'North two');
 SELECT * FROM queued;
-TRUNCATE squadstack.outbox;
+TRUNCATE squadstack.intake;
 
--- an application role that may only write the CRM table still queues: the
--- trigger function runs as the extension's owner
+-- an application role that may only write the CRM table still queues (the
+-- trigger writes the intake without privilege checks) and records skipped
+-- rows (it runs that statement as its owner), but cannot read either
 CREATE ROLE squadstack_crm_writer;
 GRANT USAGE ON SCHEMA crm TO squadstack_crm_writer;
-GRANT INSERT, UPDATE, DELETE, SELECT ON crm.customers TO squadstack_crm_writer;
+GRANT INSERT, UPDATE, DELETE, SELECT ON crm.customers, crm.prospects TO squadstack_crm_writer;
 SET ROLE squadstack_crm_writer;
 INSERT INTO crm.customers (id, mobile, full_name) VALUES ('W1', '9876577777', 'Writer');
-SELECT * FROM squadstack.outbox;
+\set VERBOSITY terse
+INSERT INTO crm.prospects VALUES ('W2', '12', 'Writer', NULL);
+\set VERBOSITY default
+SELECT * FROM squadstack.intake;
+SELECT * FROM squadstack.sync_skipped;
 RESET ROLE;
+-- the writer's search_path does not reach the statement run as owner
+CREATE SCHEMA tricks;
+CREATE FUNCTION tricks.to_jsonb(anyelement) RETURNS jsonb LANGUAGE plpgsql AS
+$$BEGIN RAISE EXCEPTION 'tricks.to_jsonb ran as %', current_user; END$$;
+GRANT USAGE ON SCHEMA tricks TO squadstack_crm_writer;
+SET ROLE squadstack_crm_writer;
+SET search_path = tricks, pg_catalog, public;
+\set VERBOSITY terse
+INSERT INTO crm.prospects VALUES ('W3', '34', 'Writer', NULL);
+\set VERBOSITY default
+RESET search_path;
+RESET ROLE;
+DROP SCHEMA tricks CASCADE;
 SELECT * FROM queued;
-TRUNCATE squadstack.outbox;
+SELECT lead_id, error FROM squadstack.sync_skipped;
+DELETE FROM crm.prospects WHERE ref IN ('W2', 'W3');
+TRUNCATE squadstack.sync_skipped;
+TRUNCATE squadstack.intake;
 
 -- bad trigger arguments fail at the first row, naming trigger, table and
 -- argument
@@ -272,7 +302,27 @@ CREATE TRIGGER sync_bad AFTER INSERT ON crm.bad
 FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger('camp_b', 'lead_id=id', 'phone_number=phone');
 INSERT INTO crm.bad VALUES ('B1', '9876543210', 'Bad args');
 DROP TRIGGER sync_bad ON crm.bad;
-TRUNCATE squadstack.outbox;
+TRUNCATE squadstack.intake;
+
+-- a session keeps each trigger's resolved arguments until its table changes
+CREATE TABLE crm.cached (id text, mobile text, full_name text);
+CREATE TRIGGER to_squadstack AFTER INSERT ON crm.cached
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_c', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name');
+INSERT INTO crm.cached VALUES ('K1', '9876500011', 'Cached one');
+ALTER TABLE crm.cached RENAME COLUMN full_name TO old_name;
+ALTER TABLE crm.cached ADD COLUMN full_name text;
+INSERT INTO crm.cached VALUES ('K2', '9876500012', 'Old name', 'New column');
+ALTER TABLE crm.cached RENAME COLUMN mobile TO phone;
+\set VERBOSITY terse
+INSERT INTO crm.cached (id, phone, full_name) VALUES ('K3', '9876500013', 'Renamed');
+\set VERBOSITY default
+CREATE OR REPLACE TRIGGER to_squadstack AFTER INSERT ON crm.cached
+FOR EACH ROW EXECUTE FUNCTION squadstack_sync_trigger(
+  'camp_c2', 'lead_id=id', 'phone_number=phone', 'contact_name=old_name');
+INSERT INTO crm.cached (id, phone, old_name) VALUES ('K4', '9876500014', 'Replaced');
+SELECT * FROM queued;
+TRUNCATE squadstack.intake;
 
 -- delivery: what the trigger queued reaches the API double in order
 SET squadstack.api_url = :'api_url';
@@ -290,13 +340,17 @@ UPDATE crm.customers SET full_name = 'Deliver One', score = 2 WHERE id = 'D1';
 DELETE FROM crm.customers WHERE id = 'D2';
 INSERT INTO crm.accounts VALUES (2002, 9876560003, 'Account', 1, NULL);
 DELETE FROM crm.accounts WHERE acct_no = 2002;
+-- an update queued by function after the trigger's operations goes after them
+SELECT squadstack_update_lead('camp_d', '{"lead_id": "D1", "score": 3}');
 SELECT pg_temp.flush_until_idle() AS calls;
 SELECT method, endpoint, campaign, lead_ids, status, body FROM received ORDER BY seq;
 SELECT campaign_id, lead_id, op, state, http_status FROM squadstack.outbox ORDER BY id;
+SELECT count(*) AS left_in_intake FROM squadstack.intake;
+SELECT campaign_id, lead_id, status FROM squadstack.leads ORDER BY campaign_id, lead_id;
 
 RESET squadstack.api_url;
 RESET squadstack.token;
 DROP SCHEMA crm CASCADE;
 DROP ROLE squadstack_crm_writer;
-TRUNCATE squadstack.outbox, squadstack.api_calls, squadstack.token_state,
-  squadstack.leads, squadstack.sync_skipped;
+TRUNCATE squadstack.outbox, squadstack.intake, squadstack.api_calls,
+  squadstack.token_state, squadstack.leads, squadstack.sync_skipped;

@@ -402,6 +402,8 @@ claim(const SqsConfig *cfg, Batch *b, SqsDeliveryResult *r, MemoryContext cxt)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	MemoryContext old;
 
+	/* what sync triggers queued joins the outbox first */
+	sqs_absorb_intake();
 	recover_leases();
 
 	sqs_exec("WITH RECURSIVE c(campaign_id) AS ("
@@ -671,7 +673,8 @@ update_registry(Batch *b, Outcome outcome)
  * SquadStack accepted a delete: erase the lead's personal data that the
  * extension itself holds.  Operations keep only their lead_id (and a
  * conversion its detail); outcomes lose phone, name, recording and
- * responses; webhook payloads keep only campaign and lead ids.
+ * responses; webhook payloads keep only campaign and lead ids.  What was
+ * queued after the delete belongs to a new lead of the same id and is kept.
  */
 static void
 erase_lead(Batch *b)
@@ -704,6 +707,15 @@ erase_lead(Batch *b)
 	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
 	for (i = 0; i < lengthof(queries); i++)
 		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
+
+	/* an operation that reached the intake while the delete was claimed */
+	if (OidIsValid(sqs_intake_relid()))
+		sqs_exec("UPDATE squadstack.intake i SET"
+				 " payload = jsonb_build_object('lead_id', i.payload->'lead_id') "
+				 "FROM squadstack.outbox d "
+				 "WHERE d.id = ANY ($1) AND i.campaign_id = d.campaign_id"
+				 "  AND i.lead_id = d.lead_id AND i.id <= d.id",
+				 1, argtypes, args, NULL, SPI_OK_UPDATE);
 }
 
 /* Step 3: complete the call's record and move its operations on. */

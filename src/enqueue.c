@@ -31,6 +31,7 @@ PG_FUNCTION_INFO_V1(squadstack_set_token);
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr create_plan = NULL;
+static bool create_plan_has_intake = false;
 static SPIPlanPtr one_plan = NULL;
 static SPIPlanPtr register_plan = NULL;
 
@@ -155,14 +156,18 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 								   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
 								   "ORDER BY u.n",
 								   4, argtypes);
-	if (create_plan == NULL)
-		create_plan = sqs_prepare_kept("WITH u AS ("
+	if (create_plan == NULL || create_plan_has_intake != OidIsValid(sqs_intake_relid()))
+	{
+		/* where the schema predates the intake, the same without it */
+		bool		has_intake = OidIsValid(sqs_intake_relid());
+		char	   *sql = psprintf("WITH u AS ("
 								   "  SELECT u.lead_id, u.payload, u.n"
 								   "  FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n)"
-								   "  WHERE NOT $5 OR NOT EXISTS ("
+								   "  WHERE NOT $5 OR (NOT EXISTS ("
 								   "    SELECT 1 FROM squadstack.leads l"
 								   "    WHERE l.campaign_id = $1 AND l.lead_id = u.lead_id"
-								   "      AND l.status <> ALL ('{deleted,failed}'))),"
+								   "      AND l.status <> ALL ('{deleted,failed}'))"
+								   "  %s)),"
 								   "ins AS ("
 								   "  INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload)"
 								   "  SELECT $1, u.lead_id, $3, u.payload FROM u ORDER BY u.n"
@@ -174,7 +179,17 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 								   "  SET status = 'queued', updated_at = now()"
 								   "  WHERE l.status = ANY ('{deleted,failed}')) "
 								   "SELECT count(*) FROM ins",
-								   5, argtypes);
+								   has_intake ?
+								   /* a create a sync trigger queued counts as queued */
+								   "AND u.lead_id NOT IN ("
+								   "    SELECT i.lead_id FROM squadstack.intake i"
+								   "    WHERE i.campaign_id = $1 AND i.op = 'create')" : "");
+
+		if (create_plan != NULL)
+			SPI_freeplan(create_plan);
+		create_plan = sqs_prepare_kept(sql, 5, argtypes);
+		create_plan_has_intake = has_intake;
+	}
 
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = PointerGetDatum(construct_array_builtin(ids, n, TEXTOID));

@@ -204,7 +204,7 @@ sqs_http_call(const char *method, const char *url, const char *token,
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 						 (long) Min(timeout_ms, CONNECT_TIMEOUT_MS));
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-		curl_easy_setopt(h, CURLOPT_USERAGENT, "squadstack-postgresql/0.1.0");
+		curl_easy_setopt(h, CURLOPT_USERAGENT, "squadstack-postgresql/" SQS_VERSION);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);

@@ -81,6 +81,12 @@ extern struct _SPI_plan *sqs_prepare_kept(const char *sql, int nargs, Oid *argty
 extern int64 sqs_enqueue(const char *campaign, const char *op, List *ops,
 						 bool skip_existing);
 
+/* the sync triggers' queue (intake.c) */
+extern Oid	sqs_intake_relid(void);
+extern void sqs_intake_insert(Oid relid, const char *campaign, const char *op,
+							  const SqsLeadOp *lop);
+extern uint64 sqs_absorb_intake(void);
+
 /* access tokens (token.c) */
 extern char *sqs_campaign_token(const char *campaign, const SqsConfig *cfg);
 extern char *sqs_token_id(const char *token);

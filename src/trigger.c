@@ -20,8 +20,16 @@
  * in the CRM statement's transaction.
  *
  * This runs on every write to the CRM table, so the arguments are parsed
- * and the columns resolved once per statement and kept in fn_extra; a row
- * then costs building one small jsonb value and the outbox insert.
+ * and the columns resolved once per trigger and backend and kept until the
+ * table's relcache entry is invalidated (ALTER TABLE, CREATE OR REPLACE
+ * TRIGGER, ...); a row then costs building one small jsonb value and
+ * appending it to squadstack.intake (intake.c).
+ *
+ * The function is not SECURITY DEFINER: it runs as whoever writes the CRM
+ * table, which needs no privilege on any squadstack table, because the
+ * intake is written without privilege checks.  The rare statements it runs
+ * through SPI (recording a skipped row) run as the function's owner with a
+ * safe search_path, as a SECURITY DEFINER function would.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,14 +38,19 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type_d.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -45,6 +58,7 @@
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 
 #include "squadstack.h"
 
@@ -87,15 +101,19 @@ typedef struct SyncField
 } SyncField;
 
 /*
- * A trigger's parsed arguments, resolved against its table.  Kept in the
- * trigger function's fn_extra, which lives as long as the statement's
- * executor state: built at a statement's first row, reused for the others.
+ * A trigger's parsed arguments, resolved against its table.  Kept per
+ * backend in sync_triggers, keyed by the trigger's OID, until an
+ * invalidation of its table's relcache entry marks it stale.
  */
 typedef struct SyncTrigger
 {
-	MemoryContext cxt;			/* holds this struct and all it points to */
 	Oid			tgoid;
+	MemoryContext cxt;			/* holds this struct and all it points to */
+	bool		valid;			/* cleared by invalidations */
 	Oid			relid;
+	Oid			owner;			/* the trigger function's owner */
+	int			nargs;			/* the trigger's arguments, to compare */
+	char	  **args;
 	char	   *trigger_name;
 	char	   *table_name;		/* schema-qualified, quoted as needed */
 	char	   *campaign;
@@ -106,6 +124,16 @@ typedef struct SyncTrigger
 	int			lead_idx;		/* index of the lead_id mapping in fields */
 	AttrNumber	max_attnum;		/* how far to deform a row */
 } SyncTrigger;
+
+typedef struct SyncTriggerEntry
+{
+	Oid			tgoid;
+	SyncTrigger *st;
+} SyncTriggerEntry;
+
+/* tgoid -> SyncTrigger, for this backend's life */
+static HTAB *sync_triggers = NULL;
+static MemoryContext sync_trigger_cxt = NULL;
 
 /* what the error context callback reports */
 typedef struct SyncErrorContext
@@ -286,12 +314,25 @@ require_field(SyncTrigger *st, const char *field, const char *why)
 			 errhint("Add an argument such as '%s=column_name'.", field)));
 }
 
+static Oid
+function_owner(Oid funcoid)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", funcoid);
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
 /*
  * Parse the trigger's arguments and resolve them against its table.  All
  * the catalog lookups the trigger needs are made here.
  */
 static SyncTrigger *
-build_sync_trigger(TriggerData *trigdata, MemoryContext parent)
+build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 {
 	Trigger    *trigger = trigdata->tg_trigger;
 	Relation	rel = trigdata->tg_relation;
@@ -311,6 +352,11 @@ build_sync_trigger(TriggerData *trigdata, MemoryContext parent)
 	st->cxt = cxt;
 	st->tgoid = trigger->tgoid;
 	st->relid = RelationGetRelid(rel);
+	st->owner = function_owner(funcoid);
+	st->nargs = trigger->tgnargs;
+	st->args = palloc(sizeof(char *) * Max(trigger->tgnargs, 1));
+	for (i = 0; i < trigger->tgnargs; i++)
+		st->args[i] = pstrdup(trigger->tgargs[i]);
 	st->trigger_name = pstrdup(trigger->tgname);
 	st->table_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												RelationGetRelationName(rel));
@@ -381,21 +427,26 @@ build_sync_trigger(TriggerData *trigdata, MemoryContext parent)
 }
 
 /*
- * Whether a cached SyncTrigger still describes this trigger and table.  A
- * statement's FmgrInfo serves one trigger of one table, and a table's
- * columns cannot change under a running statement, so this only guards
- * against surprises; it costs a few comparisons per row.
+ * Whether a cached SyncTrigger still describes this trigger and table.
+ * Invalidations clear valid when the table changes; the comparisons guard
+ * against anything that changes without invalidating it, at a few
+ * comparisons per row.
  */
 static bool
 sync_trigger_matches(SyncTrigger *st, TriggerData *trigdata)
 {
+	Trigger    *trigger = trigdata->tg_trigger;
 	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
 	int			i;
 
-	if (st->tgoid != trigdata->tg_trigger->tgoid ||
+	if (!st->valid ||
 		st->relid != RelationGetRelid(trigdata->tg_relation) ||
+		st->nargs != trigger->tgnargs ||
 		st->max_attnum > tupdesc->natts)
 		return false;
+	for (i = 0; i < st->nargs; i++)
+		if (strcmp(st->args[i], trigger->tgargs[i]) != 0)
+			return false;
 	for (i = 0; i < st->nfields; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, st->fields[i].attnum - 1);
@@ -404,6 +455,72 @@ sync_trigger_matches(SyncTrigger *st, TriggerData *trigdata)
 			return false;
 	}
 	return true;
+}
+
+static void
+sync_trigger_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	SyncTriggerEntry *e;
+
+	hash_seq_init(&status, sync_triggers);
+	while ((e = hash_seq_search(&status)) != NULL)
+		if (relid == InvalidOid || e->st->relid == relid)
+			e->st->valid = false;
+}
+
+/* schema names appear in messages: a renamed schema makes all stale */
+static void
+sync_trigger_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	sync_trigger_relcache_callback(arg, InvalidOid);
+}
+
+/*
+ * The SyncTrigger for this call: the cached one if it is still good, else
+ * a new one.  A stale one is not freed at once, since a caller further up
+ * the stack may still use it; its memory goes with the transaction.
+ */
+static SyncTrigger *
+get_sync_trigger(FunctionCallInfo fcinfo, TriggerData *trigdata)
+{
+	SyncTriggerEntry *e;
+	bool		found;
+	SyncTrigger *st;
+
+	if (sync_triggers == NULL)
+	{
+		HASHCTL		ctl;
+
+		sync_trigger_cxt = AllocSetContextCreate(CacheMemoryContext,
+												 "squadstack sync triggers",
+												 ALLOCSET_SMALL_SIZES);
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(SyncTriggerEntry);
+		ctl.hcxt = sync_trigger_cxt;
+		sync_triggers = hash_create("squadstack sync triggers", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(sync_trigger_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, sync_trigger_syscache_callback,
+									  (Datum) 0);
+	}
+
+	e = hash_search(sync_triggers, &trigdata->tg_trigger->tgoid, HASH_FIND, &found);
+	if (found && sync_trigger_matches(e->st, trigdata))
+		return e->st;
+
+	/*
+	 * Built in the transaction's memory, so that an error (a bad argument)
+	 * leaves neither an entry nor memory behind.
+	 */
+	st = build_sync_trigger(trigdata, fcinfo->flinfo->fn_oid, TopTransactionContext);
+	MemoryContextSetParent(st->cxt, sync_trigger_cxt);
+	e = hash_search(sync_triggers, &trigdata->tg_trigger->tgoid, HASH_ENTER, &found);
+	if (found)
+		MemoryContextSetParent(e->st->cxt, TopTransactionContext);
+	e->st = st;
+	st->valid = true;
+	return st;
 }
 
 /* A column value as a JSON value; text-like values point into the datum. */
@@ -518,6 +635,38 @@ row_lead_label(SyncTrigger *st, TupleTableSlot *slot)
 	return OutputFunctionCall(&f->outfunc, slot->tts_values[f->attnum - 1]);
 }
 
+/* what run_as_owner() changed, to put back */
+typedef struct OwnerContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} OwnerContext;
+
+/*
+ * Run the following SPI statements as the trigger function's owner with
+ * search_path = pg_catalog, pg_temp, as a SECURITY DEFINER function would.
+ * An error undoes both with the (sub)transaction.
+ */
+static void
+run_as_owner(SyncTrigger *st, OwnerContext *oc)
+{
+	GetUserIdAndSecContext(&oc->save_userid, &oc->save_sec_context);
+	SetUserIdAndSecContext(st->owner,
+						   oc->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	oc->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+}
+
+static void
+end_run_as_owner(OwnerContext *oc)
+{
+	AtEOXact_GUC(true, oc->save_nestlevel);
+	SetUserIdAndSecContext(oc->save_userid, oc->save_sec_context);
+}
+
 /*
  * Record a row that on_invalid=skip leaves out, and warn.  Exceptional, so
  * it may plan its statement each time.
@@ -531,6 +680,7 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 	TEXTOID, TEXTOID, slot->tts_tupleDescriptor->tdtypeid};
 	Datum		args[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	OwnerContext oc;
 
 	args[0] = CStringGetTextDatum(st->table_name);
 	args[1] = CStringGetTextDatum(st->trigger_name);
@@ -547,6 +697,7 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 	args[6] = CStringGetTextDatum(edata->message);
 	args[7] = ExecFetchSlotHeapTupleDatum(slot);
 
+	run_as_owner(st, &oc);
 	SPI_connect();
 	sqs_exec("INSERT INTO squadstack.sync_skipped "
 			 "(table_name, trigger_name, operation, campaign_id, lead_id, "
@@ -554,6 +705,7 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 			 "VALUES ($1, $2, $3, $4, $5, $6, $7, to_jsonb($8))",
 			 8, argtypes, args, nulls, SPI_OK_INSERT);
 	SPI_finish();
+	end_run_as_owner(&oc);
 
 	/* the warning names trigger and table itself; no context line needed */
 	error_context_stack = errcallback->previous;
@@ -593,6 +745,33 @@ parse_ops(SyncParse how, Jsonb *jb)
 }
 
 /*
+ * Queue validated operations: append them to the intake, or, where the
+ * extension's schema predates the intake, insert them into the outbox as
+ * the squadstack_* functions do.
+ */
+static void
+queue_ops(SyncTrigger *st, const char *op, List *ops)
+{
+	Oid			intake = sqs_intake_relid();
+	ListCell   *lc;
+
+	if (OidIsValid(intake))
+	{
+		foreach(lc, ops)
+			sqs_intake_insert(intake, st->campaign, op, lfirst(lc));
+		sqs_wake_worker_at_commit();
+	}
+	else
+	{
+		OwnerContext oc;
+
+		run_as_owner(st, &oc);
+		sqs_enqueue(st->campaign, op, ops, false);
+		end_run_as_owner(&oc);
+	}
+}
+
+/*
  * Validate an operation and queue it.  With on_invalid=skip a lead that
  * fails validation (a data exception) is recorded and skipped instead: the
  * validation then runs in a subtransaction, as a PL/pgSQL exception block
@@ -610,7 +789,7 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how, Jsonb *jb,
 
 	if (!st->skip_invalid)
 	{
-		sqs_enqueue(st->campaign, op, parse_ops(how, jb), false);
+		queue_ops(st, op, parse_ops(how, jb));
 		return;
 	}
 
@@ -642,7 +821,7 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how, Jsonb *jb,
 	if (edata != NULL)
 		record_skip(st, op, slot, edata, errcallback);
 	else
-		sqs_enqueue(st->campaign, op, ops, false);
+		queue_ops(st, op, ops);
 }
 
 static void
@@ -767,16 +946,7 @@ squadstack_sync_trigger(PG_FUNCTION_ARGS)
 												   RelationGetRelationName(trigdata->tg_relation))),
 				 errdetail("squadstack_sync_trigger() queues each row's change once the row is written.")));
 
-	/* arguments and columns are resolved once per statement */
-	st = (SyncTrigger *) fcinfo->flinfo->fn_extra;
-	if (st == NULL || !sync_trigger_matches(st, trigdata))
-	{
-		if (st != NULL)
-			MemoryContextDelete(st->cxt);
-		fcinfo->flinfo->fn_extra = NULL;
-		st = build_sync_trigger(trigdata, fcinfo->flinfo->fn_mcxt);
-		fcinfo->flinfo->fn_extra = st;
-	}
+	st = get_sync_trigger(fcinfo, trigdata);
 
 	if (TRIGGER_FIRED_BY_DELETE(event) && st->on_delete == SYNC_DELETE_IGNORE)
 		return PointerGetDatum(NULL);

@@ -1,0 +1,227 @@
+/*-------------------------------------------------------------------------
+ *
+ * intake.c
+ *		The sync triggers' queue: squadstack.intake.
+ *
+ * A sync trigger queues one operation per CRM row inside the CRM
+ * statement, so whatever that costs, every write to the CRM table pays.
+ * The trigger therefore does not write the outbox, whose indexes and lead
+ * registry a delivery needs, but appends the operation to
+ * squadstack.intake: a table without indexes, written here with the table
+ * access method directly, without an executor or a plan.  Its ids come
+ * from the outbox's sequence, so operations keep one order whichever way
+ * they were queued.
+ *
+ * Whoever delivers moves the intake into the outbox (and new creates into
+ * the lead registry) at the start of each claim, in the claim's
+ * transaction, under a lock that serialises claims: a claim therefore never
+ * sees a later operation of a lead in the outbox while an earlier one is
+ * still on its way from the intake.
+ *
+ * No privilege on the intake is checked when writing it: the caller is the
+ * extension's own trigger, acting for the extension as a SECURITY DEFINER
+ * function would.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class_d.h"
+#include "catalog/pg_type_d.h"
+#include "commands/sequence.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "squadstack.h"
+
+/* squadstack.intake's columns, as the extension script creates them */
+enum
+{
+	INTAKE_ID = 1,
+	INTAKE_CAMPAIGN_ID,
+	INTAKE_LEAD_ID,
+	INTAKE_OP,
+	INTAKE_PAYLOAD,
+	INTAKE_CREATED_AT,
+	INTAKE_NATTS = INTAKE_CREATED_AT
+};
+
+static const struct
+{
+	const char *name;
+	Oid			basetype;
+}			intake_columns[INTAKE_NATTS] = {
+	{"id", INT8OID},
+	{"campaign_id", TEXTOID},
+	{"lead_id", TEXTOID},
+	{"op", TEXTOID},
+	{"payload", JSONBOID},
+	{"created_at", TIMESTAMPTZOID},
+};
+
+/*
+ * The intake's and the sequence's OIDs, looked up once per backend and
+ * forgotten when the intake's relcache entry is invalidated (also by DROP
+ * EXTENSION, ALTER TABLE and VACUUM; looking up again is cheap).
+ */
+static bool intake_valid = false;
+static bool callback_registered = false;
+static Oid	intake_relid = InvalidOid;
+static Oid	intake_seqid = InvalidOid;
+
+static void
+intake_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == intake_relid)
+		intake_valid = false;
+}
+
+/* The table must have the columns this file writes, in this order. */
+static void
+check_intake_columns(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < INTAKE_NATTS; i++)
+	{
+		Form_pg_attribute att;
+
+		if (i >= tupdesc->natts)
+			elog(ERROR, "table squadstack.intake has no column \"%s\"",
+				 intake_columns[i].name);
+		att = TupleDescAttr(tupdesc, i);
+		if (att->attisdropped ||
+			strcmp(NameStr(att->attname), intake_columns[i].name) != 0 ||
+			getBaseType(att->atttypid) != intake_columns[i].basetype)
+			elog(ERROR, "column %d of table squadstack.intake is not \"%s\" as expected",
+				 i + 1, intake_columns[i].name);
+	}
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * squadstack.intake's OID, or InvalidOid where the extension's schema is
+ * older than this library (the intake came with version 0.2.0): callers
+ * then queue to the outbox as before.
+ */
+Oid
+sqs_intake_relid(void)
+{
+	Oid			nsp;
+	Oid			relid;
+
+	if (intake_valid)
+		return intake_relid;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(intake_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+
+	nsp = get_namespace_oid("squadstack", false);
+	relid = get_relname_relid("intake", nsp);
+	intake_relid = relid;
+	if (!OidIsValid(relid))
+		return InvalidOid;		/* not cached: the update may come any time */
+
+	intake_seqid = get_relname_relid("outbox_id_seq", nsp);
+	if (!OidIsValid(intake_seqid) || get_rel_relkind(intake_seqid) != RELKIND_SEQUENCE)
+		elog(ERROR, "sequence squadstack.outbox_id_seq does not exist");
+	check_intake_columns(relid);
+
+	/* an invalidation while looking up has cleared the flag: look again */
+	intake_valid = true;
+	return relid;
+}
+
+/*
+ * Append one validated operation to squadstack.intake in the current
+ * transaction: what INSERT INTO squadstack.intake VALUES (nextval(...),
+ * ...) would do, without parsing, planning or starting an executor.
+ */
+void
+sqs_intake_insert(Oid relid, const char *campaign, const char *op,
+				  const SqsLeadOp *lop)
+{
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+													table_slot_callbacks(rel));
+	Datum	   *values = slot->tts_values;
+	bool	   *isnull = slot->tts_isnull;
+	int			i;
+
+	ExecClearTuple(slot);
+	for (i = 0; i < slot->tts_tupleDescriptor->natts; i++)
+	{
+		values[i] = (Datum) 0;
+		isnull[i] = true;		/* columns added after these stay NULL */
+	}
+	for (i = 0; i < INTAKE_NATTS; i++)
+		isnull[i] = false;
+	values[INTAKE_ID - 1] = Int64GetDatum(nextval_internal(intake_seqid, false));
+	values[INTAKE_CAMPAIGN_ID - 1] = CStringGetTextDatum(campaign);
+	values[INTAKE_LEAD_ID - 1] = CStringGetTextDatum(lop->lead_id);
+	values[INTAKE_OP - 1] = CStringGetTextDatum(op);
+	values[INTAKE_PAYLOAD - 1] = JsonbPGetDatum(lop->payload);
+	values[INTAKE_CREATED_AT - 1] =
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	ExecStoreVirtualTuple(slot);
+
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+}
+
+/*
+ * Move everything in the intake into the outbox, keeping ids, and enter
+ * new creates in the lead registry as queued, as the squadstack_*
+ * functions do when they queue.  Runs in a claim's transaction, inside
+ * SPI.  The lock (on the intake as an object, which no table lock
+ * conflicts with) makes claims wait for each other until commit, so that a
+ * claim never sees a lead's later operation in the outbox while an earlier
+ * one is still on its way there in another claim's transaction.  Returns
+ * the number of operations moved.
+ */
+uint64
+sqs_absorb_intake(void)
+{
+	Oid			relid = sqs_intake_relid();
+	bool		isnull;
+
+	if (!OidIsValid(relid))
+		return 0;
+	LockDatabaseObject(RelationRelationId, relid, 0, ExclusiveLock);
+
+	sqs_exec("WITH moved AS ("
+			 "  DELETE FROM squadstack.intake RETURNING *),"
+			 "queued AS ("
+			 "  INSERT INTO squadstack.outbox"
+			 "    (id, campaign_id, lead_id, op, payload, created_at, next_attempt_at)"
+			 "  OVERRIDING SYSTEM VALUE"
+			 "  SELECT id, campaign_id, lead_id, op, payload, created_at, created_at"
+			 "  FROM moved ORDER BY id"
+			 "  RETURNING campaign_id, lead_id, op),"
+			 "registered AS ("
+			 "  INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
+			 "  SELECT DISTINCT campaign_id, lead_id, 'queued' FROM queued WHERE op = 'create'"
+			 "  ON CONFLICT (campaign_id, lead_id) DO UPDATE"
+			 "  SET status = 'queued', updated_at = now()"
+			 "  WHERE l.status = ANY ('{deleted,failed}')) "
+			 "SELECT count(*) FROM queued",
+			 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									   &isnull));
+}
