@@ -84,6 +84,13 @@ INSERT INTO squadstack.webhook_inbox (payload) VALUES
   ('{"campaign_id":"camp_1","lead_id":"L4","processed_at":"2018-12-06T10:00:00Z","lead_outcome":"Callback"}'),
   ('{"campaign_id":"camp_1"}');
 SELECT status, lead_id, error FROM squadstack.webhook_inbox WHERE id > (SELECT max(id) - 3 FROM squadstack.webhook_inbox) ORDER BY id;
+-- ... except a row inserted already processed, as pg_restore writes them:
+-- a status other than rejected and a processed_at keep it as given
+INSERT INTO squadstack.webhook_inbox (payload, status, campaign_id, lead_id, processed_at) VALUES
+  ('{"campaign_id":"camp_1","lead_id":"L6","processed_at":"2018-12-06T10:00:00Z","lead_outcome":"Restored"}',
+   'duplicate', 'camp_1', 'L6', '2018-12-06T10:00:00Z');
+SELECT status, lead_id, error FROM squadstack.webhook_inbox WHERE lead_id = 'L6';
+SELECT count(*) AS outcomes_for_l6 FROM squadstack.lead_outcomes WHERE lead_id = 'L6';
 
 -- every payload received is kept, with its status
 SELECT status, count(*) FROM squadstack.webhook_inbox GROUP BY status ORDER BY status;
@@ -117,7 +124,10 @@ SELECT squadstack_create_leads('camp_2', '[{"lead_id":"E1","phone_number":"98123
                                            {"lead_id":"E2","phone_number":"9812345679","contact_name":"Keep Me"}]') AS queued;
 SELECT squadstack_update_lead('camp_2', '{"lead_id":"E1","contact_name":"Erase Me Too"}') AS queued;
 SELECT squadstack_receive_webhook('{"campaign_id":"camp_2","lead_id":"E1","phone_number":"+919812345678","contact_name":"Erase Me","processed_at":"2018-12-06T10:00:00Z","lead_outcome":"Connected","latest_recording_url":"https://recordings.example/E1.mp3","lead_responses":{"name_confirmed":"Erase Me"}}') AS http_status;
+-- the API's answer to the first try quotes the lead's data; the call log keeps it
+\! python3 test/double_ctl.py fault '{"kind": "status", "status": 400, "campaign": "camp_2", "count": 1, "body": "{\"errors\": [{\"phone_number\": \"+919812345678\", \"contact_name\": \"Erase Me\", \"error\": \"in use\"}]}"}'
 SELECT squadstack_flush() AS calls;
+SELECT count(*) AS calls_quoting_e1 FROM squadstack.api_calls WHERE error LIKE '%Erase Me%';
 SELECT squadstack_disable_leads('camp_2', '["E2"]') AS queued;
 SELECT squadstack_convert_lead('camp_2', 'E2', 'bought') AS queued;
 SELECT squadstack_delete_lead('camp_2', 'E1') AS queued;
@@ -126,15 +136,25 @@ SELECT squadstack_delete_lead('camp_2', 'E1') AS queued;
 SELECT squadstack_create_leads('camp_2', '[{"lead_id":"E1","phone_number":"9898989898","contact_name":"New Person"}]', false) AS queued;
 SELECT squadstack_flush() AS calls;
 SELECT lead_id, op, state, http_status FROM squadstack.outbox ORDER BY id;
+SELECT error FROM squadstack.api_calls WHERE http_status = 400 AND campaign_id = 'camp_2';
+-- an outcome that arrives after the erasure is applied without personal data
+SELECT squadstack_create_leads('camp_2', '[{"lead_id":"E3","phone_number":"9812345677","contact_name":"Late Erase"}]') AS queued;
+SELECT squadstack_flush() AS calls;
+SELECT squadstack_delete_lead('camp_2', 'E3') AS queued;
+SELECT squadstack_flush() AS calls;
+SELECT squadstack_receive_webhook('{"campaign_id":"camp_2","lead_id":"E3","phone_number":"+919812345677","contact_name":"Late Erase","processed_at":"2018-12-07T10:00:00Z","lead_outcome":"Not connected","latest_recording_url":"https://recordings.example/E3.mp3","lead_responses":{"q":"Late Erase"}}') AS http_status;
+SELECT status, payload FROM squadstack.webhook_inbox WHERE lead_id = 'E3';
 SELECT lead_id, status FROM squadstack.leads WHERE campaign_id = 'camp_2' ORDER BY lead_id;
 SELECT count(*) AS rows_with_e1_pii FROM (
   SELECT row_to_json(t)::text AS t FROM squadstack.outbox t
+  UNION ALL SELECT row_to_json(t)::text FROM squadstack.intake t
   UNION ALL SELECT row_to_json(t)::text FROM squadstack.lead_outcomes t
   UNION ALL SELECT row_to_json(t)::text FROM squadstack.webhook_inbox t
   UNION ALL SELECT row_to_json(t)::text FROM squadstack.leads t
   UNION ALL SELECT row_to_json(t)::text FROM squadstack.api_calls t
   UNION ALL SELECT row_to_json(t)::text FROM squadstack.sync_skipped t) x
-WHERE t LIKE '%9812345678%' OR t LIKE '%Erase Me%' OR t LIKE '%Pune%' OR t LIKE '%E1.mp3%';
+WHERE t LIKE '%9812345678%' OR t LIKE '%Erase Me%' OR t LIKE '%Pune%' OR t LIKE '%E1.mp3%'
+   OR t LIKE '%9812345677%' OR t LIKE '%Late Erase%' OR t LIKE '%E3.mp3%';
 SELECT count(*) AS rows_with_e2_pii FROM squadstack.outbox WHERE payload::text LIKE '%Keep Me%';
 SELECT payload->>'contact_name' AS recreated FROM squadstack.outbox WHERE lead_id = 'E1' AND op = 'create' ORDER BY id;
 SELECT lead_id, phone_number, contact_name, lead_outcome, latest_recording_url, lead_responses

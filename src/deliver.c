@@ -670,6 +670,50 @@ update_registry(Batch *b, Outcome outcome)
 }
 
 /*
+ * The API's error texts in api_calls may quote what was sent.  Replace each
+ * string the lead's operations carried (phone, also in its 10-digit form,
+ * name, custom fields; at least 3 characters) in the errors of the
+ * campaign's calls since its first operation.
+ */
+static void
+erase_from_call_errors(Datum ids)
+{
+	Oid			idtype = INT8ARRAYOID;
+	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		args[3];
+	SPITupleTable *values;
+	uint64		n;
+	uint64		i;
+
+	/* longest first, so that "+919812345678" goes whole, not as "+91..." */
+	sqs_exec("SELECT campaign_id, since, value FROM ("
+			 "  SELECT DISTINCT d.campaign_id,"
+			 "    min(o.created_at) OVER (PARTITION BY d.campaign_id) AS since, s.value"
+			 "  FROM squadstack.outbox d"
+			 "  JOIN squadstack.outbox o ON o.campaign_id = d.campaign_id"
+			 "    AND o.lead_id = d.lead_id AND o.id <= d.id"
+			 "  CROSS JOIN LATERAL jsonb_each_text(o.payload) t"
+			 "  CROSS JOIN LATERAL (VALUES (t.value),"
+			 "    (CASE WHEN t.key = 'phone_number' THEN right(t.value, 10) END)) s(value)"
+			 "  WHERE d.id = ANY ($1) AND t.key <> 'lead_id' AND length(s.value) >= 3) v "
+			 "ORDER BY length(value) DESC, value",
+			 1, &idtype, &ids, NULL, SPI_OK_SELECT);
+	values = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		args[0] = SPI_getbinval(values->vals[i], values->tupdesc, 1, &isnull);
+		args[1] = SPI_getbinval(values->vals[i], values->tupdesc, 2, &isnull);
+		args[2] = SPI_getbinval(values->vals[i], values->tupdesc, 3, &isnull);
+		sqs_exec("UPDATE squadstack.api_calls SET error = replace(error, $3, '[erased]') "
+				 "WHERE campaign_id = $1 AND started_at >= $2 AND strpos(error, $3) > 0",
+				 3, argtypes, args, NULL, SPI_OK_UPDATE);
+	}
+}
+
+/*
  * SquadStack accepted a delete: erase the lead's personal data that the
  * extension itself holds.  Operations keep only their lead_id (and a
  * conversion its detail); outcomes lose phone, name, recording and
@@ -705,6 +749,8 @@ erase_lead(Batch *b)
 	size_t		i;
 
 	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
+	/* first, while the payloads still say what was sent */
+	erase_from_call_errors(args[0]);
 	for (i = 0; i < lengthof(queries); i++)
 		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
 

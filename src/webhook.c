@@ -60,6 +60,7 @@ typedef struct Outcome
 	TimestampTz created_at;
 	bool		has_created_at;
 	Jsonb	   *lead_responses;
+	bool		erased;			/* the lead was deleted: keep no personal data */
 } Outcome;
 
 static const char *const text_fields[4] = {
@@ -68,6 +69,7 @@ static const char *const text_fields[4] = {
 
 static SPIPlanPtr upsert_plan = NULL;
 static SPIPlanPtr current_plan = NULL;
+static SPIPlanPtr deleted_plan = NULL;
 static SPIPlanPtr registry_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 
@@ -385,6 +387,11 @@ apply(Outcome *o, int64 inbox_id)
 			current_plan = sqs_prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
 									" WHERE campaign_id = $1 AND lead_id = $2",
 									2, types);
+		if (deleted_plan == NULL)
+			deleted_plan = sqs_prepare_kept("SELECT 1 FROM squadstack.leads"
+									" WHERE campaign_id = $1 AND lead_id = $2"
+									"   AND status = 'deleted'",
+									2, types);
 		registry_plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l"
 									 " (campaign_id, lead_id, status, last_outcome, last_processed_at)"
 									 " VALUES ($1, $2, 'created', $3, $4)"
@@ -402,6 +409,24 @@ apply(Outcome *o, int64 inbox_id)
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = CStringGetTextDatum(o->campaign_id);
 	args[1] = CStringGetTextDatum(o->lead_id);
+
+	/*
+	 * An outcome that arrives after SquadStack accepted the lead's delete
+	 * (and the extension erased it) is applied without the personal data:
+	 * phone, name, recording and responses, as the erasure left the row.
+	 */
+	rc = SPI_execute_plan(deleted_plan, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the lead registry: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		o->erased = true;
+		o->fields[0] = NULL;	/* phone_number */
+		o->fields[1] = NULL;	/* contact_name */
+		o->fields[3] = NULL;	/* latest_recording_url */
+		o->lead_responses = NULL;
+	}
+
 	for (i = 0; i < 4; i++)
 	{
 		if (o->fields[i] != NULL)
@@ -448,6 +473,41 @@ apply(Outcome *o, int64 inbox_id)
 }
 
 /*
+ * {"campaign_id": ..., "lead_id": ..., "erased": true}: what the erasure
+ * after an accepted delete leaves of a webhook payload (deliver.c).
+ */
+static Jsonb *
+erased_payload(const char *campaign_id, const char *lead_id)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	v.type = jbvString;
+	k.val.string.val = "campaign_id";
+	k.val.string.len = strlen(k.val.string.val);
+	v.val.string.val = (char *) campaign_id;
+	v.val.string.len = strlen(campaign_id);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	k.val.string.val = "lead_id";
+	k.val.string.len = strlen(k.val.string.val);
+	v.val.string.val = (char *) lead_id;
+	v.val.string.len = strlen(lead_id);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	k.val.string.val = "erased";
+	k.val.string.len = strlen(k.val.string.val);
+	v.type = jbvBool;
+	v.val.boolean = true;
+	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/*
  * BEFORE INSERT trigger on squadstack.webhook_inbox: fills in status,
  * error, campaign_id and lead_id, and applies a valid payload.
  */
@@ -481,6 +541,19 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 		attnums[i] = SPI_fnumber(tupdesc, inbox_cols[i]);
 		if (attnums[i] <= 0)
 			elog(ERROR, "webhook inbox has no column \"%s\"", inbox_cols[i]);
+	}
+
+	/*
+	 * A row that arrives already processed, with a status other than the
+	 * default and a processed_at, is kept as it is: that is how pg_restore
+	 * writes the dumped inbox, whose outcomes lead_outcomes already has.
+	 */
+	d = heap_getattr(tuple, attnums[2], tupdesc, &isnull);
+	if (!isnull && strcmp(TextDatumGetCString(d), "rejected") != 0)
+	{
+		(void) heap_getattr(tuple, attnums[6], tupdesc, &isnull);
+		if (!isnull)
+			return PointerGetDatum(tuple);
 	}
 
 	memset(&o, 0, sizeof(o));
@@ -521,6 +594,13 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 	{
 		values[6] = TimestampTzGetDatum(o.processed_at);
 		nulls[6] = false;
+	}
+	if (o.erased)
+	{
+		/* the inbox keeps what an erasure leaves of a payload */
+		values[1] = JsonbPGetDatum(erased_payload(o.campaign_id, o.lead_id));
+		nulls[1] = false;
+		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, 1, attnums + 1, values + 1, nulls + 1);
 	}
 	tuple = heap_modify_tuple_by_cols(tuple, tupdesc, 5, attnums + 2, values + 2, nulls + 2);
 	return PointerGetDatum(tuple);

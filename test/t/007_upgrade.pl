@@ -2,7 +2,8 @@
 # the current library works with the 0.1.0 schema until the update (the
 # sync trigger then queues to the outbox as 0.1.0 did), the update keeps
 # what is queued, everything queued before and after is delivered in order,
-# and the updated schema is the same as a fresh install's.
+# and the updated schema is the same as a fresh install's.  Then a dump of
+# that database restores with the same queue, registry and inbox.
 
 use strict;
 use warnings;
@@ -131,6 +132,36 @@ my $fresh = $node->safe_psql('fresh', $describe);
 my $upgraded = $node->safe_psql('postgres', $describe);
 like($fresh, qr/relation intake kind=r/, 'the description covers the intake');
 is($upgraded, $fresh, 'the updated schema equals a fresh install of 0.2.0');
+
+# pg_dump and pg_restore keep the queue (intake included), the registry,
+# the outcomes and the inbox with its statuses
+$node->safe_psql(
+	'postgres', q{
+SELECT squadstack_receive_webhook(p::jsonb) FROM (VALUES
+  ('{"campaign_id": "camp_u", "lead_id": "U1", "processed_at": "2024-01-02T10:00:00Z", "lead_outcome": "Connected"}'),
+  ('{"campaign_id": "camp_u", "lead_id": "U1", "processed_at": "2024-01-02T10:00:00Z", "lead_outcome": "Connected"}'),
+  ('{"campaign_id": "camp_u", "lead_id": "U1", "processed_at": "2024-01-01T10:00:00Z", "lead_outcome": "Busy"}'),
+  ('{"campaign_id": "camp_u"}')) v(p);
+INSERT INTO crm VALUES ('U4', '9876500004', 'Waiting in the intake');
+});
+my $state = q{
+SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+  SELECT format('inbox %s %s %s', id, status, lead_id) FROM squadstack.webhook_inbox
+  UNION ALL SELECT format('outcome %s %s %s', lead_id, processed_at, lead_outcome) FROM squadstack.lead_outcomes
+  UNION ALL SELECT format('outbox %s %s %s %s', id, lead_id, op, state) FROM squadstack.outbox
+  UNION ALL SELECT format('intake %s %s %s', id, lead_id, op) FROM squadstack.intake
+  UNION ALL SELECT format('lead %s %s', lead_id, status) FROM squadstack.leads
+  UNION ALL SELECT 'next id ' || nextval('squadstack.outbox_id_seq')) s(x)};
+my $dump = $node->basedir . '/squadstack.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ],
+	'pg_dump');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore');
+my $before = $node->safe_psql('postgres', $state);
+like($before, qr/inbox \d+ duplicate U1.*inbox \d+ stale U1/s, 'the inbox has every status');
+like($before, qr/intake \d+ U4 create/, 'the intake has a row');
+is($node->safe_psql('restored', $state), $before,
+	'the restored database has the same queue, registry, outcomes and inbox statuses');
 
 $node->stop;
 done_testing();
