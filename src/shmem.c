@@ -104,9 +104,19 @@ xact_callback(XactEvent event, void *arg)
 				wake_worker();
 			wake_at_commit = false;
 			break;
+		case XACT_EVENT_PREPARE:
+
+			/*
+			 * Its COMMIT PREPARED will wake nobody: wake the worker now, so
+			 * that it sees the prepared transaction and looks for work
+			 * every second until it is gone (worker.c).
+			 */
+			if (wake_at_commit)
+				wake_worker();
+			wake_at_commit = false;
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
 			break;
 		default:

@@ -16,8 +16,10 @@
  */
 #include "postgres.h"
 
+#include "access/twophase.h"
 #include "access/xact.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -45,6 +47,8 @@ int			sqs_retention_s = 7 * 86400;
 #define NO_EXTENSION_SLEEP_MS 10000
 /* the longest sleep; also how often retention runs */
 #define MAX_SLEEP_MS (5 * 60 * 1000)
+/* the longest sleep while a prepared transaction may commit queued work */
+#define PREPARED_SLEEP_MS 1000
 
 void
 sqs_worker_register(void)
@@ -88,6 +92,27 @@ worker_xact_callback(XactEvent event, void *arg)
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("terminating squadstack worker because the postmaster died")));
+}
+
+/*
+ * Whether a prepared transaction of this database is pending.  Its COMMIT
+ * PREPARED, maybe from another session, wakes nobody, so while there is one
+ * the worker looks for work at least every PREPARED_SLEEP_MS.
+ */
+static bool
+prepared_xacts_pending(void)
+{
+	bool		pending;
+
+	if (max_prepared_xacts == 0)
+		return false;
+	sqs_begin_step("squadstack: looking for prepared transactions");
+	sqs_exec("SELECT 1 FROM pg_catalog.pg_prepared_xacts"
+			 " WHERE database = pg_catalog.current_database() LIMIT 1",
+			 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	pending = SPI_processed > 0;
+	sqs_end_step();
+	return pending;
 }
 
 static long
@@ -158,6 +183,8 @@ squadstack_worker_main(Datum arg)
 			else
 				timeout = MAX_SLEEP_MS;
 			timeout = Min(timeout, MAX_SLEEP_MS);
+			if (timeout > PREPARED_SLEEP_MS && prepared_xacts_pending())
+				timeout = PREPARED_SLEEP_MS;
 
 			if (!result.more &&
 				TimestampDifferenceExceeds(last_retention, GetCurrentTimestamp(), MAX_SLEEP_MS))
