@@ -4,6 +4,34 @@
 \echo Use "ALTER EXTENSION squadstack UPDATE TO '0.2.0'" to load this file. \quit
 
 /*
+ * This fails ("could not find function") in a session that still runs the
+ * 0.1.0 library: restart the server (or end the sessions that loaded it)
+ * after installing 0.2.0 and before updating.  The 0.2.0 library works
+ * with the 0.1.0 schema until then; the 0.1.0 library would not work with
+ * the 0.2.0 schema, whose sync trigger is no longer SECURITY DEFINER.
+ */
+/*
+ * The version of the squadstack library this session runs.  The update
+ * script calls it, so that an update fails in a session (or a server, when
+ * preloaded) still running an older library.
+ */
+CREATE FUNCTION squadstack.library_version()
+RETURNS text
+AS 'MODULE_PATHNAME', 'squadstack_library_version'
+LANGUAGE C IMMUTABLE STRICT;
+REVOKE ALL ON FUNCTION squadstack.library_version() FROM PUBLIC;
+
+DO $$
+BEGIN
+	IF squadstack.library_version() <> '0.2.0' THEN
+		RAISE EXCEPTION 'the squadstack library loaded is version %, not 0.2.0',
+			squadstack.library_version()
+			USING HINT = 'Restart the server after installing squadstack 0.2.0, then update.';
+	END IF;
+END
+$$;
+
+/*
  * Operations queued by sync triggers (squadstack_sync_trigger()), on their
  * way to the outbox.  A trigger appends here, to a table without indexes,
  * so that a CRM write pays for one plain row; whoever delivers moves the
@@ -22,6 +50,10 @@ CREATE TABLE squadstack.intake (
 
 COMMENT ON TABLE squadstack.intake IS
 	'Operations queued by sync triggers, moved to squadstack.outbox by the next delivery';
+
+-- it has no key: a publication of all tables must still let deliveries
+-- delete from it
+ALTER TABLE squadstack.intake REPLICA IDENTITY FULL;
 
 REVOKE ALL ON squadstack.intake FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('squadstack.intake', '');

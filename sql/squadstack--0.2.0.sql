@@ -83,6 +83,10 @@ CREATE TABLE squadstack.intake (
 COMMENT ON TABLE squadstack.intake IS
 	'Operations queued by sync triggers, moved to squadstack.outbox by the next delivery';
 
+-- it has no key: a publication of all tables must still let deliveries
+-- delete from it
+ALTER TABLE squadstack.intake REPLICA IDENTITY FULL;
+
 /*
  * One row per HTTP call.  A row is written when a call is admitted by the
  * rate limiter (so a call counts against the limit even if the sender dies
@@ -333,6 +337,17 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'squadstack_token_status'
 LANGUAGE C STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
+
+/*
+ * The version of the squadstack library this session runs.  The update
+ * script calls it, so that an update fails in a session (or a server, when
+ * preloaded) still running an older library.
+ */
+CREATE FUNCTION squadstack.library_version()
+RETURNS text
+AS 'MODULE_PATHNAME', 'squadstack_library_version'
+LANGUAGE C IMMUTABLE STRICT;
+REVOKE ALL ON FUNCTION squadstack.library_version() FROM PUBLIC;
 
 /* What the background worker is doing (it runs when the library is preloaded). */
 CREATE FUNCTION squadstack_worker_status(

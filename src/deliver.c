@@ -632,12 +632,14 @@ update_registry(Batch *b, Outcome outcome)
 		strcmp(b->op, "create") == 0)
 	{
 		args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
-		sqs_exec("UPDATE squadstack.leads l SET status = 'failed', updated_at = now() "
-					"FROM squadstack.outbox o "
-					"WHERE o.id = ANY ($1) AND o.state = 'failed'"
-					"  AND l.campaign_id = o.campaign_id"
-					"  AND l.lead_id = o.lead_id AND l.status = 'queued'",
-					1, argtypes, args, NULL, SPI_OK_UPDATE);
+		/* a sync trigger's create enters the registry only now */
+		sqs_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+					"SELECT campaign_id, lead_id, 'failed' FROM squadstack.outbox "
+					"WHERE id = ANY ($1) AND state = 'failed' "
+					"ON CONFLICT (campaign_id, lead_id) DO UPDATE"
+					" SET status = 'failed', updated_at = now()"
+					" WHERE l.status = 'queued'",
+					1, argtypes, args, NULL, SPI_OK_INSERT);
 		return;
 	}
 	if (outcome != OUTCOME_SENT)
@@ -671,8 +673,9 @@ update_registry(Batch *b, Outcome outcome)
 
 /*
  * The API's error texts in api_calls may quote what was sent.  Replace each
- * string the lead's operations carried (phone, also in its 10-digit form,
- * name, custom fields; at least 3 characters) in the errors of the
+ * string value the lead's operations carried (phone, also in its 10-digit
+ * form, name, string custom fields; at least 3 characters; not numbers or
+ * booleans, which would mangle status codes) in the errors of the
  * campaign's calls since its first operation.
  */
 static void
@@ -692,10 +695,11 @@ erase_from_call_errors(Datum ids)
 			 "  FROM squadstack.outbox d"
 			 "  JOIN squadstack.outbox o ON o.campaign_id = d.campaign_id"
 			 "    AND o.lead_id = d.lead_id AND o.id <= d.id"
-			 "  CROSS JOIN LATERAL jsonb_each_text(o.payload) t"
-			 "  CROSS JOIN LATERAL (VALUES (t.value),"
-			 "    (CASE WHEN t.key = 'phone_number' THEN right(t.value, 10) END)) s(value)"
-			 "  WHERE d.id = ANY ($1) AND t.key <> 'lead_id' AND length(s.value) >= 3) v "
+			 "  CROSS JOIN LATERAL jsonb_each(o.payload) t"
+			 "  CROSS JOIN LATERAL (VALUES (t.value #>> '{}'),"
+			 "    (CASE WHEN t.key = 'phone_number' THEN right(t.value #>> '{}', 10) END)) s(value)"
+			 "  WHERE d.id = ANY ($1) AND t.key <> 'lead_id'"
+			 "    AND jsonb_typeof(t.value) = 'string' AND length(s.value) >= 3) v "
 			 "ORDER BY length(value) DESC, value",
 			 1, &idtype, &ids, NULL, SPI_OK_SELECT);
 	values = SPI_tuptable;
@@ -751,10 +755,13 @@ erase_lead(Batch *b)
 	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
 	/* first, while the payloads still say what was sent */
 	erase_from_call_errors(args[0]);
-	for (i = 0; i < lengthof(queries); i++)
-		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
 
-	/* an operation that reached the intake while the delete was claimed */
+	/*
+	 * An earlier operation of the lead still in the intake (one that
+	 * committed late) is erased before the outbox: if a claim is moving it
+	 * right now, this waits for that claim, and the outbox update, with a
+	 * snapshot taken after it, then finds it there.
+	 */
 	if (OidIsValid(sqs_intake_relid()))
 		sqs_exec("UPDATE squadstack.intake i SET"
 				 " payload = jsonb_build_object('lead_id', i.payload->'lead_id') "
@@ -762,6 +769,8 @@ erase_lead(Batch *b)
 				 "WHERE d.id = ANY ($1) AND i.campaign_id = d.campaign_id"
 				 "  AND i.lead_id = d.lead_id AND i.id <= d.id",
 				 1, argtypes, args, NULL, SPI_OK_UPDATE);
+	for (i = 0; i < lengthof(queries); i++)
+		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
 }
 
 /* Step 3: complete the call's record and move its operations on. */

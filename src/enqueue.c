@@ -158,7 +158,12 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 								   4, argtypes);
 	if (create_plan == NULL || create_plan_has_intake != OidIsValid(sqs_intake_relid()))
 	{
-		/* where the schema predates the intake, the same without it */
+		/*
+		 * Known leads: those in the registry, and creates from sync
+		 * triggers, which enter the registry only once answered: those
+		 * still in the intake and those moved to the outbox but not yet
+		 * sent.  Where the schema predates the intake, the same without it.
+		 */
 		bool		has_intake = OidIsValid(sqs_intake_relid());
 		char	   *sql = psprintf("WITH u AS ("
 								   "  SELECT u.lead_id, u.payload, u.n"
@@ -167,6 +172,10 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 								   "    SELECT 1 FROM squadstack.leads l"
 								   "    WHERE l.campaign_id = $1 AND l.lead_id = u.lead_id"
 								   "      AND l.status <> ALL ('{deleted,failed}'))"
+								   "  AND NOT EXISTS ("
+								   "    SELECT 1 FROM squadstack.outbox o"
+								   "    WHERE o.campaign_id = $1 AND o.lead_id = u.lead_id"
+								   "      AND o.state IN ('queued', 'sending') AND o.op = 'create')"
 								   "  %s)),"
 								   "ins AS ("
 								   "  INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload)"
@@ -186,7 +195,10 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 								   "    WHERE i.campaign_id = $1 AND i.op = 'create')" : "");
 
 		if (create_plan != NULL)
+		{
 			SPI_freeplan(create_plan);
+			create_plan = NULL;
+		}
 		create_plan = sqs_prepare_kept(sql, 5, argtypes);
 		create_plan_has_intake = has_intake;
 	}

@@ -8,8 +8,7 @@
 #ifndef SQS_HTTP_H
 #define SQS_HTTP_H
 
-/* the extension's version (as in squadstack.control), sent as User-Agent */
-#define SQS_VERSION "0.2.0"
+#include "version.h"
 
 #include "postgres.h"
 

@@ -12,11 +12,14 @@
  * from the outbox's sequence, so operations keep one order whichever way
  * they were queued.
  *
- * Whoever delivers moves the intake into the outbox (and new creates into
- * the lead registry) at the start of each claim, in the claim's
- * transaction, under a lock that serialises claims: a claim therefore never
- * sees a later operation of a lead in the outbox while an earlier one is
- * still on its way from the intake.
+ * Whoever delivers moves the intake into the outbox at the start of each
+ * claim, in the claim's transaction, under a lock that serialises claims: a
+ * claim therefore never sees a later operation of a lead in the outbox
+ * while an earlier one is still on its way from the intake.  The move
+ * touches no row but the intake's and the new outbox rows, so it never
+ * waits for a user's transaction; the lead registry learns of a trigger's
+ * create when its call is answered, and skip_existing looks for unsent
+ * creates in the intake and the outbox meanwhile (enqueue.c).
  *
  * No privilege on the intake is checked when writing it: the caller is the
  * extension's own trigger, acting for the extension as a SECURITY DEFINER
@@ -77,10 +80,13 @@ static bool intake_valid = false;
 static bool callback_registered = false;
 static Oid	intake_relid = InvalidOid;
 static Oid	intake_seqid = InvalidOid;
+/* counts invalidations, so that one during the lookup is not lost */
+static uint64 intake_invals = 0;
 
 static void
 intake_relcache_callback(Datum arg, Oid relid)
 {
+	intake_invals++;
 	if (relid == InvalidOid || relid == intake_relid)
 		intake_valid = false;
 }
@@ -120,6 +126,7 @@ sqs_intake_relid(void)
 {
 	Oid			nsp;
 	Oid			relid;
+	uint64		invals = intake_invals;
 
 	if (intake_valid)
 		return intake_relid;
@@ -141,8 +148,8 @@ sqs_intake_relid(void)
 		elog(ERROR, "sequence squadstack.outbox_id_seq does not exist");
 	check_intake_columns(relid);
 
-	/* an invalidation while looking up has cleared the flag: look again */
-	intake_valid = true;
+	/* after an invalidation during the lookup, look again next time */
+	intake_valid = (invals == intake_invals);
 	return relid;
 }
 
@@ -186,10 +193,8 @@ sqs_intake_insert(Oid relid, const char *campaign, const char *op,
 }
 
 /*
- * Move everything in the intake into the outbox, keeping ids, and enter
- * new creates in the lead registry as queued, as the squadstack_*
- * functions do when they queue.  Runs in a claim's transaction, inside
- * SPI.  The lock (on the intake as an object, which no table lock
+ * Move everything in the intake into the outbox, keeping ids.  Runs in a
+ * claim's transaction, inside SPI.  The lock (on the intake as an object, which no table lock
  * conflicts with) makes claims wait for each other until commit, so that a
  * claim never sees a lead's later operation in the outbox while an earlier
  * one is still on its way there in another claim's transaction.  Returns
@@ -213,13 +218,7 @@ sqs_absorb_intake(void)
 			 "  OVERRIDING SYSTEM VALUE"
 			 "  SELECT id, campaign_id, lead_id, op, payload, created_at, created_at"
 			 "  FROM moved ORDER BY id"
-			 "  RETURNING campaign_id, lead_id, op),"
-			 "registered AS ("
-			 "  INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
-			 "  SELECT DISTINCT campaign_id, lead_id, 'queued' FROM queued WHERE op = 'create'"
-			 "  ON CONFLICT (campaign_id, lead_id) DO UPDATE"
-			 "  SET status = 'queued', updated_at = now()"
-			 "  WHERE l.status = ANY ('{deleted,failed}')) "
+			 "  RETURNING 1) "
 			 "SELECT count(*) FROM queued",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,

@@ -12,12 +12,16 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgtime.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "squadstack.h"
+#include "version.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(squadstack_library_version);
 
 char	   *sqs_api_url = NULL;
 char	   *sqs_token = NULL;
@@ -248,4 +252,11 @@ _PG_init(void)
 
 	sqs_shmem_init();
 	sqs_worker_register();
+}
+
+/* The version of this library; the update scripts check it. */
+Datum
+squadstack_library_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(SQS_VERSION));
 }

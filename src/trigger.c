@@ -134,6 +134,8 @@ typedef struct SyncTriggerEntry
 /* tgoid -> SyncTrigger, for this backend's life */
 static HTAB *sync_triggers = NULL;
 static MemoryContext sync_trigger_cxt = NULL;
+/* counts invalidations, so that one during a build is not lost */
+static uint64 sync_trigger_invals = 0;
 
 /* what the error context callback reports */
 typedef struct SyncErrorContext
@@ -463,17 +465,45 @@ sync_trigger_relcache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	SyncTriggerEntry *e;
 
+	sync_trigger_invals++;
 	hash_seq_init(&status, sync_triggers);
 	while ((e = hash_seq_search(&status)) != NULL)
 		if (relid == InvalidOid || e->st->relid == relid)
 			e->st->valid = false;
 }
 
-/* schema names appear in messages: a renamed schema makes all stale */
+/*
+ * Schema names appear in messages, and the function's owner runs the
+ * statements run as owner: a renamed schema or a changed function makes
+ * all stale.
+ */
 static void
 sync_trigger_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	sync_trigger_relcache_callback(arg, InvalidOid);
+}
+
+/*
+ * Drop the stale entries (those of dropped triggers are never looked up
+ * again).  Their memory goes with the transaction, since a caller further
+ * up the stack may still use one.
+ */
+static void
+sweep_sync_triggers(void)
+{
+	HASH_SEQ_STATUS status;
+	SyncTriggerEntry *e;
+
+	hash_seq_init(&status, sync_triggers);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		Oid			tgoid = e->tgoid;
+
+		if (e->st->valid)
+			continue;
+		MemoryContextSetParent(e->st->cxt, TopTransactionContext);
+		(void) hash_search(sync_triggers, &tgoid, HASH_REMOVE, NULL);
+	}
 }
 
 /*
@@ -487,6 +517,7 @@ get_sync_trigger(FunctionCallInfo fcinfo, TriggerData *trigdata)
 	SyncTriggerEntry *e;
 	bool		found;
 	SyncTrigger *st;
+	uint64		invals;
 
 	if (sync_triggers == NULL)
 	{
@@ -503,23 +534,31 @@ get_sync_trigger(FunctionCallInfo fcinfo, TriggerData *trigdata)
 		CacheRegisterRelcacheCallback(sync_trigger_relcache_callback, (Datum) 0);
 		CacheRegisterSyscacheCallback(NAMESPACEOID, sync_trigger_syscache_callback,
 									  (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, sync_trigger_syscache_callback,
+									  (Datum) 0);
 	}
 
 	e = hash_search(sync_triggers, &trigdata->tg_trigger->tgoid, HASH_FIND, &found);
-	if (found && sync_trigger_matches(e->st, trigdata))
-		return e->st;
+	if (found)
+	{
+		if (sync_trigger_matches(e->st, trigdata))
+			return e->st;
+		e->st->valid = false;
+	}
+
+	sweep_sync_triggers();
 
 	/*
 	 * Built in the transaction's memory, so that an error (a bad argument)
-	 * leaves neither an entry nor memory behind.
+	 * leaves neither an entry nor memory behind.  An invalidation during
+	 * the build leaves the result stale, to be built again next time.
 	 */
+	invals = sync_trigger_invals;
 	st = build_sync_trigger(trigdata, fcinfo->flinfo->fn_oid, TopTransactionContext);
 	MemoryContextSetParent(st->cxt, sync_trigger_cxt);
+	st->valid = (invals == sync_trigger_invals);
 	e = hash_search(sync_triggers, &trigdata->tg_trigger->tgoid, HASH_ENTER, &found);
-	if (found)
-		MemoryContextSetParent(e->st->cxt, TopTransactionContext);
 	e->st = st;
-	st->valid = true;
 	return st;
 }
 
@@ -676,11 +715,14 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 			ErrorData *edata, ErrorContextCallback *errcallback)
 {
 	char	   *lead = row_lead_label(st, slot);
+	Oid			rowtype = slot->tts_tupleDescriptor->tdtypeid;
+	Datum		row = ExecFetchSlotHeapTupleDatum(slot);
 	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, slot->tts_tupleDescriptor->tdtypeid};
+	TEXTOID, TEXTOID, JSONBOID};
 	Datum		args[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	OwnerContext oc;
+	bool		isnull;
 
 	args[0] = CStringGetTextDatum(st->table_name);
 	args[1] = CStringGetTextDatum(st->trigger_name);
@@ -695,14 +737,24 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 	}
 	args[5] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 	args[6] = CStringGetTextDatum(edata->message);
-	args[7] = ExecFetchSlotHeapTupleDatum(slot);
+
+	/*
+	 * The row as jsonb, made as the writer: to_jsonb() may call casts to
+	 * json that the table's column types bring, which must not run as the
+	 * owner.
+	 */
+	SPI_connect();
+	sqs_exec("SELECT pg_catalog.to_jsonb($1)", 1, &rowtype, &row, NULL, SPI_OK_SELECT);
+	args[7] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	args[7] = SPI_datumTransfer(args[7], false, -1);
+	SPI_finish();
 
 	run_as_owner(st, &oc);
 	SPI_connect();
 	sqs_exec("INSERT INTO squadstack.sync_skipped "
 			 "(table_name, trigger_name, operation, campaign_id, lead_id, "
 			 " sqlstate, error, row_data) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, to_jsonb($8))",
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 			 8, argtypes, args, nulls, SPI_OK_INSERT);
 	SPI_finish();
 	end_run_as_owner(&oc);

@@ -544,12 +544,15 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * A row that arrives already processed, with a status other than the
-	 * default and a processed_at, is kept as it is: that is how pg_restore
-	 * writes the dumped inbox, whose outcomes lead_outcomes already has.
+	 * A row that a superuser inserts already processed, with a status other
+	 * than the default and a processed_at, is kept as it is: that is how
+	 * pg_restore writes the dumped inbox, whose outcomes lead_outcomes
+	 * already has.  (This function is SECURITY DEFINER: the session's user
+	 * is the outer one.)
 	 */
 	d = heap_getattr(tuple, attnums[2], tupdesc, &isnull);
-	if (!isnull && strcmp(TextDatumGetCString(d), "rejected") != 0)
+	if (!isnull && superuser_arg(GetOuterUserId()) &&
+		strcmp(TextDatumGetCString(d), "rejected") != 0)
 	{
 		(void) heap_getattr(tuple, attnums[6], tupdesc, &isnull);
 		if (!isnull)

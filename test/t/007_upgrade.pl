@@ -120,7 +120,8 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
   SELECT 'trigger ' || pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN rel c ON c.oid = t.tgrelid
   WHERE NOT t.tgisinternal
   UNION ALL
-  SELECT format('relation %s kind=%s acl=%s', c.relname, c.relkind, c.relacl) FROM rel c
+  SELECT format('relation %s kind=%s acl=%s replica identity=%s', c.relname, c.relkind,
+                c.relacl, c.relreplident) FROM rel c
   UNION ALL
   SELECT 'comment ' || pg_describe_object(de.classoid, de.objoid, de.objsubid) || ' ' || de.description
   FROM pg_description de JOIN member m ON m.classid = de.classoid AND m.objid = de.objoid
