@@ -288,27 +288,11 @@ static Jsonb *
 simple_payload(const char *lead_id, const char *detail)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "lead_id";
-	k.val.string.len = 7;
-	v.type = jbvString;
-	v.val.string.val = (char *) lead_id;
-	v.val.string.len = strlen(lead_id);
-	pushJsonbValue(&state, WJB_KEY, &k);
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	sqs_push_string_pair(&state, "lead_id", lead_id);
 	if (detail != NULL)
-	{
-		k.val.string.val = "detail";
-		k.val.string.len = 6;
-		v.val.string.val = (char *) detail;
-		v.val.string.len = strlen(detail);
-		pushJsonbValue(&state, WJB_KEY, &k);
-		pushJsonbValue(&state, WJB_VALUE, &v);
-	}
+		sqs_push_string_pair(&state, "detail", detail);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 

@@ -290,6 +290,31 @@ check_custom_field(LeadField *f, const char *lead_id)
 						   jsonb_type_name(&f->value))));
 }
 
+/* Push "key": value into the object being built. */
+void
+sqs_push_pair(JsonbParseState **state, const char *key, JsonbValue *value)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+	pushJsonbValue(state, WJB_VALUE, value);
+}
+
+/* Push "key": "value" into the object being built. */
+void
+sqs_push_string_pair(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	sqs_push_pair(state, key, &v);
+}
+
 /*
  * Validate one lead object and build its payload.  For a create every
  * required field must be there; for an update lead_id and at least one
@@ -340,7 +365,6 @@ parse_lead(JsonbContainer *obj, int pos, bool is_update)
 	for (i = 0; i < n; i++)
 	{
 		LeadField  *f = &fields[i];
-		JsonbValue	key;
 		JsonbValue	val = f->value;
 
 		if (strcmp(f->key, "phone_number") == 0)
@@ -362,11 +386,7 @@ parse_lead(JsonbContainer *obj, int pos, bool is_update)
 		else if (strcmp(f->key, "lead_id") != 0)
 			check_custom_field(f, op->lead_id);
 
-		key.type = jbvString;
-		key.val.string.val = f->key;
-		key.val.string.len = strlen(f->key);
-		pushJsonbValue(&state, WJB_KEY, &key);
-		pushJsonbValue(&state, WJB_VALUE, &val);
+		sqs_push_pair(&state, f->key, &val);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	op->payload = JsonbValueToJsonb(res);
@@ -378,14 +398,9 @@ static Jsonb *
 lead_id_payload(JsonbValue *id)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	key;
 
-	key.type = jbvString;
-	key.val.string.val = "lead_id";
-	key.val.string.len = 7;
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	pushJsonbValue(&state, WJB_KEY, &key);
-	pushJsonbValue(&state, WJB_VALUE, id);
+	sqs_push_pair(&state, "lead_id", id);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 

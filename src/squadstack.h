@@ -71,6 +71,10 @@ typedef struct SqsLeadOp
 	Jsonb	   *payload;		/* what is sent for this lead */
 } SqsLeadOp;
 
+extern void sqs_push_pair(JsonbParseState **state, const char *key,
+						  JsonbValue *value);
+extern void sqs_push_string_pair(JsonbParseState **state, const char *key,
+								 const char *value);
 extern List *sqs_parse_create_leads(Jsonb *leads);
 extern List *sqs_parse_disable_leads(Jsonb *lead_ids);
 extern SqsLeadOp *sqs_parse_update_lead(Jsonb *lead);

@@ -652,15 +652,10 @@ column_json(SyncField *f, Datum d, bool isnull, JsonbValue *v)
 static void
 push_field(JsonbParseState **state, SyncField *f, Datum d, bool isnull)
 {
-	JsonbValue	k;
 	JsonbValue	v;
 
-	k.type = jbvString;
-	k.val.string.val = f->field;
-	k.val.string.len = strlen(f->field);
 	column_json(f, d, isnull, &v);
-	pushJsonbValue(state, WJB_KEY, &k);
-	pushJsonbValue(state, WJB_VALUE, &v);
+	sqs_push_pair(state, f->field, &v);
 }
 
 /* The lead_id of a row as text, for messages and squadstack.sync_skipped. */

@@ -480,30 +480,14 @@ static Jsonb *
 erased_payload(const char *campaign_id, const char *lead_id)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
+	JsonbValue	erased;
 
+	erased.type = jbvBool;
+	erased.val.boolean = true;
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	v.type = jbvString;
-	k.val.string.val = "campaign_id";
-	k.val.string.len = strlen(k.val.string.val);
-	v.val.string.val = (char *) campaign_id;
-	v.val.string.len = strlen(campaign_id);
-	pushJsonbValue(&state, WJB_KEY, &k);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	k.val.string.val = "lead_id";
-	k.val.string.len = strlen(k.val.string.val);
-	v.val.string.val = (char *) lead_id;
-	v.val.string.len = strlen(lead_id);
-	pushJsonbValue(&state, WJB_KEY, &k);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	k.val.string.val = "erased";
-	k.val.string.len = strlen(k.val.string.val);
-	v.type = jbvBool;
-	v.val.boolean = true;
-	pushJsonbValue(&state, WJB_KEY, &k);
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	sqs_push_string_pair(&state, "campaign_id", campaign_id);
+	sqs_push_string_pair(&state, "lead_id", lead_id);
+	sqs_push_pair(&state, "erased", &erased);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
