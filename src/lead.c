@@ -22,12 +22,8 @@
 #include "phone.h"
 #include "squadstack.h"
 
-/* one key/value pair of a lead object, as found at its top level */
-typedef struct LeadField
-{
-	char	   *key;
-	JsonbValue	value;			/* scalar, or jbvBinary for a container */
-} LeadField;
+/* one key/value pair of a lead object (SqsLeadField, squadstack.h) */
+typedef SqsLeadField LeadField;
 
 /* a lead_id has at most 255 characters, of up to 4 bytes each */
 #define LEAD_ID_KEY_SIZE (SQS_MAX_LEAD_ID_LEN * MAX_MULTIBYTE_CHAR_LEN + 1)
@@ -316,15 +312,13 @@ sqs_push_string_pair(JsonbParseState **state, const char *key, const char *value
 }
 
 /*
- * Validate one lead object and build its payload.  For a create every
- * required field must be there; for an update lead_id and at least one
- * other field.
+ * Validate one lead, given as its fields in the order of a jsonb object's
+ * keys, and build its payload.  For a create every required field must be
+ * there; for an update lead_id and at least one other field.
  */
 static SqsLeadOp *
-parse_lead(JsonbContainer *obj, int pos, bool is_update)
+parse_fields(LeadField *fields, int n, int pos, bool is_update)
 {
-	LeadField  *fields;
-	int			n = lead_fields(obj, &fields);
 	JsonbValue *v;
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -391,6 +385,40 @@ parse_lead(JsonbContainer *obj, int pos, bool is_update)
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	op->payload = JsonbValueToJsonb(res);
 	return op;
+}
+
+/* Validate one lead object and build its payload. */
+static SqsLeadOp *
+parse_lead(JsonbContainer *obj, int pos, bool is_update)
+{
+	LeadField  *fields;
+	int			n = lead_fields(obj, &fields);
+
+	return parse_fields(fields, n, pos, is_update);
+}
+
+/*
+ * A lead given as its fields, in the order of a jsonb object's keys (as a
+ * sync trigger has them), validated as squadstack_create_leads() or
+ * squadstack_update_lead() validate one lead object, without building and
+ * reading back that object.
+ */
+SqsLeadOp *
+sqs_parse_lead_fields(SqsLeadField *fields, int n, bool is_update)
+{
+	return parse_fields(fields, n, 1, is_update);
+}
+
+/* Whether key a comes before key b in a jsonb object: shorter first. */
+int
+sqs_jsonb_key_cmp(const char *a, const char *b)
+{
+	size_t		la = strlen(a);
+	size_t		lb = strlen(b);
+
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return memcmp(a, b, la);
 }
 
 /* A payload of just {"lead_id": ...}, keeping the id's JSON type. */
@@ -537,6 +565,20 @@ disable_elem(JsonbValue *elem, int pos)
 						 errdetail("A lead to disable is given by its lead_id alone.")));
 	}
 	op->lead_id = sqs_lead_id_from_jsonb(id, context);
+	op->payload = lead_id_payload(id);
+	return op;
+}
+
+/*
+ * A lead given by its lead_id value alone, as a sync trigger has it for a
+ * disable or a delete; validated as {"lead_id": ...} is.
+ */
+SqsLeadOp *
+sqs_parse_lead_id(JsonbValue *id)
+{
+	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+
+	op->lead_id = sqs_lead_id_from_jsonb(id, "lead at position 1");
 	op->payload = lead_id_payload(id);
 	return op;
 }

@@ -65,6 +65,13 @@ extern void sqs_config_from_gucs(SqsConfig *cfg);
 extern void sqs_check_campaign(const char *campaign);
 extern char *sqs_lead_id_from_jsonb(JsonbValue *v, const char *context);
 
+/* one key/value pair of a lead object, as found at its top level */
+typedef struct SqsLeadField
+{
+	char	   *key;
+	JsonbValue	value;			/* scalar, or jbvBinary for a container */
+} SqsLeadField;
+
 typedef struct SqsLeadOp
 {
 	char	   *lead_id;		/* as text, for ordering and lookups */
@@ -78,6 +85,9 @@ extern void sqs_push_string_pair(JsonbParseState **state, const char *key,
 extern List *sqs_parse_create_leads(Jsonb *leads);
 extern List *sqs_parse_disable_leads(Jsonb *lead_ids);
 extern SqsLeadOp *sqs_parse_update_lead(Jsonb *lead);
+extern SqsLeadOp *sqs_parse_lead_fields(SqsLeadField *fields, int n, bool is_update);
+extern SqsLeadOp *sqs_parse_lead_id(JsonbValue *id);
+extern int	sqs_jsonb_key_cmp(const char *a, const char *b);
 
 /* queueing (enqueue.c) */
 struct _SPI_plan;

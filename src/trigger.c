@@ -22,8 +22,9 @@
  * This runs on every write to the CRM table, so the arguments are parsed
  * and the columns resolved once per trigger and backend and kept until the
  * table's relcache entry is invalidated (ALTER TABLE, CREATE OR REPLACE
- * TRIGGER, ...); a row then costs building one small jsonb value and
- * appending it to squadstack.intake (intake.c).
+ * TRIGGER, ...); a row then costs converting the mapped columns to JSON
+ * values, validating them as a lead (lead.c, which builds the payload) and
+ * appending that to squadstack.intake (intake.c).
  *
  * The function is not SECURITY DEFINER: it runs as whoever writes the CRM
  * table, which needs no privilege on any squadstack table, because the
@@ -329,6 +330,13 @@ function_owner(Oid funcoid)
 	return owner;
 }
 
+static int
+field_order(const void *a, const void *b)
+{
+	return sqs_jsonb_key_cmp(((const SyncField *) a)->field,
+							 ((const SyncField *) b)->field);
+}
+
 /*
  * Parse the trigger's arguments and resolve them against its table.  All
  * the catalog lookups the trigger needs are made here.
@@ -423,6 +431,12 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 		require_field(st, "contact_name",
 					  "The trigger fires on INSERT, which creates a lead, and a new lead needs a contact_name.");
 	}
+
+	/* in the order of a jsonb object's keys, as validation reads a lead */
+	qsort(st->fields, st->nfields, sizeof(SyncField), field_order);
+	for (i = 0; i < st->nfields; i++)
+		if (strcmp(st->fields[i].field, "lead_id") == 0)
+			st->lead_idx = i;
 
 	MemoryContextSwitchTo(oldcxt);
 	return st;
@@ -649,13 +663,12 @@ column_json(SyncField *f, Datum d, bool isnull, JsonbValue *v)
 	v->val.string.len = strlen(str);
 }
 
+/* One field of the lead as validation takes it: its key and JSON value. */
 static void
-push_field(JsonbParseState **state, SyncField *f, Datum d, bool isnull)
+set_field(SqsLeadField *out, SyncField *f, Datum d, bool isnull)
 {
-	JsonbValue	v;
-
-	column_json(f, d, isnull, &v);
-	sqs_push_pair(state, f->field, &v);
+	out->key = f->field;
+	column_json(f, d, isnull, &out->value);
 }
 
 /* The lead_id of a row as text, for messages and squadstack.sync_skipped. */
@@ -775,20 +788,24 @@ typedef enum SyncParse
 	SYNC_PARSE_LEAD_ID
 } SyncParse;
 
+/*
+ * Validate the lead's fields as the squadstack_* functions validate a lead
+ * object (a create, an update, or a lead_id alone for a disable or a
+ * delete), without building that object first.
+ */
 static List *
-parse_ops(SyncParse how, Jsonb *jb)
+parse_ops(SyncParse how, SqsLeadField *fields, int n)
 {
 	switch (how)
 	{
 		case SYNC_PARSE_CREATE:
-			return sqs_parse_create_leads(jb);
+			return list_make1(sqs_parse_lead_fields(fields, n, false));
 		case SYNC_PARSE_UPDATE:
-			return list_make1(sqs_parse_update_lead(jb));
+			return list_make1(sqs_parse_lead_fields(fields, n, true));
 		case SYNC_PARSE_LEAD_ID:
 			break;
 	}
-	/* {"lead_id": ...} alone, checked and kept as disable takes it */
-	return sqs_parse_disable_leads(jb);
+	return list_make1(sqs_parse_lead_id(&fields[0].value));
 }
 
 /*
@@ -826,7 +843,8 @@ queue_ops(SyncTrigger *st, const char *op, List *ops)
  * for that.
  */
 static void
-validate_and_queue(SyncTrigger *st, const char *op, SyncParse how, Jsonb *jb,
+validate_and_queue(SyncTrigger *st, const char *op, SyncParse how,
+				   SqsLeadField *fields, int n,
 				   TupleTableSlot *slot, ErrorContextCallback *errcallback)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
@@ -836,7 +854,7 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how, Jsonb *jb,
 
 	if (!st->skip_invalid)
 	{
-		queue_ops(st, op, parse_ops(how, jb));
+		queue_ops(st, op, parse_ops(how, fields, n));
 		return;
 	}
 
@@ -845,7 +863,7 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how, Jsonb *jb,
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		ops = parse_ops(how, jb);
+		ops = parse_ops(how, fields, n);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -874,18 +892,16 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how, Jsonb *jb,
 static void
 sync_insert(SyncTrigger *st, TupleTableSlot *slot, ErrorContextCallback *errcallback)
 {
-	JsonbParseState *state = NULL;
+	SqsLeadField *fields = palloc(sizeof(SqsLeadField) * st->nfields);
 	int			i;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < st->nfields; i++)
 	{
 		AttrNumber	a = st->fields[i].attnum - 1;
 
-		push_field(&state, &st->fields[i], slot->tts_values[a], slot->tts_isnull[a]);
+		set_field(&fields[i], &st->fields[i], slot->tts_values[a], slot->tts_isnull[a]);
 	}
-	validate_and_queue(st, "create", SYNC_PARSE_CREATE,
-					   JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)),
+	validate_and_queue(st, "create", SYNC_PARSE_CREATE, fields, st->nfields,
 					   slot, errcallback);
 }
 
@@ -911,7 +927,8 @@ sync_update(SyncTrigger *st, TupleTableSlot *oldslot, TupleTableSlot *newslot,
 			ErrorContextCallback *errcallback)
 {
 	SyncField  *lead = &st->fields[st->lead_idx];
-	JsonbParseState *state = NULL;
+	SqsLeadField *fields = palloc(sizeof(SqsLeadField) * st->nfields);
+	int			n = 0;
 	bool		any = false;
 	int			i;
 
@@ -932,42 +949,36 @@ sync_update(SyncTrigger *st, TupleTableSlot *oldslot, TupleTableSlot *newslot,
 				 errhint("Delete the row and insert it again with the new id.")));
 	}
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	/* the lead_id and the fields that changed, in key order */
 	for (i = 0; i < st->nfields; i++)
 	{
 		SyncField  *f = &st->fields[i];
 		AttrNumber	a = f->attnum - 1;
 
-		if (i == st->lead_idx)
-			continue;
-		if (!column_changed(f, oldslot, newslot))
-			continue;
-		push_field(&state, f, newslot->tts_values[a], newslot->tts_isnull[a]);
-		any = true;
+		if (i != st->lead_idx)
+		{
+			if (!column_changed(f, oldslot, newslot))
+				continue;
+			any = true;
+		}
+		set_field(&fields[n++], f, newslot->tts_values[a], newslot->tts_isnull[a]);
 	}
 	/* nothing SquadStack knows of changed */
 	if (!any)
 		return;
-	push_field(&state, lead, newslot->tts_values[lead->attnum - 1],
-			   newslot->tts_isnull[lead->attnum - 1]);
-	validate_and_queue(st, "update", SYNC_PARSE_UPDATE,
-					   JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)),
-					   newslot, errcallback);
+	validate_and_queue(st, "update", SYNC_PARSE_UPDATE, fields, n, newslot, errcallback);
 }
 
 static void
 sync_delete(SyncTrigger *st, TupleTableSlot *slot, ErrorContextCallback *errcallback)
 {
 	SyncField  *lead = &st->fields[st->lead_idx];
-	JsonbParseState *state = NULL;
+	SqsLeadField field;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_field(&state, lead, slot->tts_values[lead->attnum - 1],
-			   slot->tts_isnull[lead->attnum - 1]);
+	set_field(&field, lead, slot->tts_values[lead->attnum - 1],
+			  slot->tts_isnull[lead->attnum - 1]);
 	validate_and_queue(st, st->on_delete == SYNC_DELETE_DELETE ? "delete" : "disable",
-					   SYNC_PARSE_LEAD_ID,
-					   JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)),
-					   slot, errcallback);
+					   SYNC_PARSE_LEAD_ID, &field, 1, slot, errcallback);
 }
 
 Datum
