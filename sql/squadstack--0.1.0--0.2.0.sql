@@ -18,7 +18,7 @@
 CREATE FUNCTION squadstack.library_version()
 RETURNS text
 AS 'MODULE_PATHNAME', 'squadstack_library_version'
-LANGUAGE C IMMUTABLE STRICT;
+LANGUAGE C VOLATILE STRICT;
 REVOKE ALL ON FUNCTION squadstack.library_version() FROM PUBLIC;
 
 DO $$

@@ -346,7 +346,7 @@ SET search_path = pg_catalog, pg_temp;
 CREATE FUNCTION squadstack.library_version()
 RETURNS text
 AS 'MODULE_PATHNAME', 'squadstack_library_version'
-LANGUAGE C IMMUTABLE STRICT;
+LANGUAGE C VOLATILE STRICT;
 REVOKE ALL ON FUNCTION squadstack.library_version() FROM PUBLIC;
 
 /* What the background worker is doing (it runs when the library is preloaded). */

@@ -131,10 +131,15 @@ SELECT count(*) AS calls_quoting_e1 FROM squadstack.api_calls WHERE error LIKE '
 SELECT squadstack_disable_leads('camp_2', '["E2"]') AS queued;
 SELECT squadstack_convert_lead('camp_2', 'E2', 'bought') AS queued;
 SELECT squadstack_delete_lead('camp_2', 'E1') AS queued;
+-- the erasure runs in a delivering process as a superuser: an overload a
+-- role has put in public must not be called by it
+CREATE FUNCTION public.jsonb_build_object(text, jsonb) RETURNS jsonb LANGUAGE plpgsql AS
+$$BEGIN RAISE EXCEPTION 'public.jsonb_build_object ran as %', current_user; END$$;
 -- the same lead_id is created again after the delete: a new person, whose
 -- data the erasure must leave alone
 SELECT squadstack_create_leads('camp_2', '[{"lead_id":"E1","phone_number":"9898989898","contact_name":"New Person"}]', false) AS queued;
 SELECT squadstack_flush() AS calls;
+DROP FUNCTION public.jsonb_build_object(text, jsonb);
 SELECT lead_id, op, state, http_status FROM squadstack.outbox ORDER BY id;
 SELECT error FROM squadstack.api_calls WHERE http_status = 400 AND campaign_id = 'camp_2';
 -- an outcome that arrives after the erasure is applied without personal data

@@ -34,6 +34,7 @@
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -97,6 +98,32 @@ op_url(const SqsConfig *cfg, const char *op, const char *campaign)
 	while (len > 0 && cfg->api_url[len - 1] == '/')
 		len--;
 	return psprintf("%.*s/leads/%s/%s/", (int) len, cfg->api_url, op, campaign);
+}
+
+/*
+ * Settings for a process that delivers (the worker, a flush or response
+ * sync job), right after it connects, as a superuser.
+ */
+void
+sqs_set_delivery_session(void)
+{
+	/*
+	 * Its statements name functions and operators without a schema: only
+	 * pg_catalog's may be found, never an overload that a role with CREATE
+	 * on some schema in the default search_path has put there.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/* the limiter relies on each statement seeing what others committed */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The statements touch a few rows each, but with a large outbox their
+	 * estimated cost (before LIMIT) passes jit_above_cost: compiling them
+	 * would cost far more than running them, on every call, and the memory
+	 * JIT takes is not all given back.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void

@@ -214,11 +214,7 @@ squadstack_job_main(Datum arg)
 	shared = dsm_segment_address(seg);
 
 	BackgroundWorkerInitializeConnectionByOid(shared->database, shared->user, 0);
-	/* the limiter relies on each statement seeing what others committed */
-	SetConfigOption("default_transaction_isolation", "read committed",
-					PGC_SUSET, PGC_S_OVERRIDE);
-	/* small statements on a large outbox: compiling them would cost more */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	sqs_set_delivery_session();
 
 	/*
 	 * The caller waits for this worker on a latch, which the deadlock

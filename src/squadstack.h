@@ -128,6 +128,9 @@ extern char *sqs_clean_text(const char *s, size_t len, size_t max);
 extern void sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
 					 const char *nulls, int expected);
 
+/* a delivering process's settings (deliver.c) */
+extern void sqs_set_delivery_session(void);
+
 /* one short transaction with SPI, in a process outside any (deliver.c) */
 extern void sqs_begin_step(const char *activity);
 extern void sqs_end_step(void);

@@ -135,17 +135,7 @@ squadstack_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(sqs_database_name, NULL, 0);
-	/* the limiter relies on each statement seeing what others committed */
-	SetConfigOption("default_transaction_isolation", "read committed",
-					PGC_SUSET, PGC_S_OVERRIDE);
-
-	/*
-	 * The worker's statements touch a few rows each, but with a large outbox
-	 * their estimated cost (before LIMIT) passes jit_above_cost: compiling
-	 * them would cost far more than running them, on every call, and the
-	 * memory JIT takes is not all given back.
-	 */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	sqs_set_delivery_session();
 	sqs_worker_attach(MyDatabaseId);
 	RegisterXactCallback(worker_xact_callback, NULL);
 	pgstat_report_appname("squadstack worker");
