@@ -700,10 +700,11 @@ update_registry(Batch *b, Outcome outcome)
 
 /*
  * The API's error texts in api_calls may quote what was sent.  Replace each
- * string value the lead's operations carried (phone, also in its 10-digit
- * form, name, string custom fields; at least 3 characters; not numbers or
- * booleans, which would mangle status codes) in the errors of the
- * campaign's calls since its first operation.
+ * value the lead's operations carried (phone, also in its 10-digit form,
+ * name, custom fields: strings of at least 3 characters, numbers of at
+ * least 6 digits, not shorter ones, which would mangle status codes) where
+ * it stands as a whole word in the errors of the campaign's calls since
+ * its first operation: "Ram" goes, "Ramesh" (another lead's) stays.
  */
 static void
 erase_from_call_errors(Datum ids)
@@ -715,8 +716,15 @@ erase_from_call_errors(Datum ids)
 	uint64		n;
 	uint64		i;
 
-	/* longest first, so that "+919812345678" goes whole, not as "+91..." */
-	sqs_exec("SELECT campaign_id, since, value FROM ("
+	/*
+	 * As regular expressions, every character but letters, digits, "_" and
+	 * spaces escaped; longest first, so "+919812345678" goes whole.
+	 */
+	sqs_exec("SELECT campaign_id, since,"
+			 "  '(?<![[:alnum:]_])'"
+			 "  || regexp_replace(value, '([^[:alnum:]_[:space:]])', '\\\\\\1', 'g')"
+			 "  || '(?![[:alnum:]_])' "
+			 "FROM ("
 			 "  SELECT DISTINCT d.campaign_id,"
 			 "    min(o.created_at) OVER (PARTITION BY d.campaign_id) AS since, s.value"
 			 "  FROM squadstack.outbox d"
@@ -726,7 +734,8 @@ erase_from_call_errors(Datum ids)
 			 "  CROSS JOIN LATERAL (VALUES (t.value #>> '{}'),"
 			 "    (CASE WHEN t.key = 'phone_number' THEN right(t.value #>> '{}', 10) END)) s(value)"
 			 "  WHERE d.id = ANY ($1) AND t.key <> 'lead_id'"
-			 "    AND jsonb_typeof(t.value) = 'string' AND length(s.value) >= 3) v "
+			 "    AND ((jsonb_typeof(t.value) = 'string' AND length(s.value) >= 3)"
+			 "      OR (jsonb_typeof(t.value) = 'number' AND length(s.value) >= 6))) v "
 			 "ORDER BY length(value) DESC, value",
 			 1, &idtype, &ids, NULL, SPI_OK_SELECT);
 	values = SPI_tuptable;
@@ -738,8 +747,9 @@ erase_from_call_errors(Datum ids)
 		args[0] = SPI_getbinval(values->vals[i], values->tupdesc, 1, &isnull);
 		args[1] = SPI_getbinval(values->vals[i], values->tupdesc, 2, &isnull);
 		args[2] = SPI_getbinval(values->vals[i], values->tupdesc, 3, &isnull);
-		sqs_exec("UPDATE squadstack.api_calls SET error = replace(error, $3, '[erased]') "
-				 "WHERE campaign_id = $1 AND started_at >= $2 AND strpos(error, $3) > 0",
+		sqs_exec("UPDATE squadstack.api_calls"
+				 " SET error = regexp_replace(error, $3, '[erased]', 'g') "
+				 "WHERE campaign_id = $1 AND started_at >= $2 AND error ~ $3",
 				 3, argtypes, args, NULL, SPI_OK_UPDATE);
 	}
 }

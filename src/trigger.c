@@ -113,6 +113,7 @@ typedef struct SyncTrigger
 	bool		valid;			/* cleared by invalidations */
 	Oid			relid;
 	Oid			owner;			/* the trigger function's owner */
+	uint32		func_hash;		/* its syscache hash, for invalidations */
 	int			nargs;			/* the trigger's arguments, to compare */
 	char	  **args;
 	char	   *trigger_name;
@@ -363,6 +364,7 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 	st->tgoid = trigger->tgoid;
 	st->relid = RelationGetRelid(rel);
 	st->owner = function_owner(funcoid);
+	st->func_hash = GetSysCacheHashValue1(PROCOID, ObjectIdGetDatum(funcoid));
 	st->nargs = trigger->tgnargs;
 	st->args = palloc(sizeof(char *) * Max(trigger->tgnargs, 1));
 	for (i = 0; i < trigger->tgnargs; i++)
@@ -486,15 +488,25 @@ sync_trigger_relcache_callback(Datum arg, Oid relid)
 			e->st->valid = false;
 }
 
-/*
- * Schema names appear in messages, and the function's owner runs the
- * statements run as owner: a renamed schema or a changed function makes
- * all stale.
- */
+/* schema names appear in messages: a renamed schema makes all stale */
 static void
-sync_trigger_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+sync_trigger_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	sync_trigger_relcache_callback(arg, InvalidOid);
+}
+
+/* the function's owner runs the statements run as owner */
+static void
+sync_trigger_function_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	HASH_SEQ_STATUS status;
+	SyncTriggerEntry *e;
+
+	sync_trigger_invals++;
+	hash_seq_init(&status, sync_triggers);
+	while ((e = hash_seq_search(&status)) != NULL)
+		if (hashvalue == 0 || e->st->func_hash == hashvalue)
+			e->st->valid = false;
 }
 
 /*
@@ -546,9 +558,9 @@ get_sync_trigger(FunctionCallInfo fcinfo, TriggerData *trigdata)
 		sync_triggers = hash_create("squadstack sync triggers", 16, &ctl,
 									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		CacheRegisterRelcacheCallback(sync_trigger_relcache_callback, (Datum) 0);
-		CacheRegisterSyscacheCallback(NAMESPACEOID, sync_trigger_syscache_callback,
+		CacheRegisterSyscacheCallback(NAMESPACEOID, sync_trigger_namespace_callback,
 									  (Datum) 0);
-		CacheRegisterSyscacheCallback(PROCOID, sync_trigger_syscache_callback,
+		CacheRegisterSyscacheCallback(PROCOID, sync_trigger_function_callback,
 									  (Datum) 0);
 	}
 

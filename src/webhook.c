@@ -388,9 +388,8 @@ apply(Outcome *o, int64 inbox_id)
 									" WHERE campaign_id = $1 AND lead_id = $2",
 									2, types);
 		if (deleted_plan == NULL)
-			deleted_plan = sqs_prepare_kept("SELECT 1 FROM squadstack.leads"
-									" WHERE campaign_id = $1 AND lead_id = $2"
-									"   AND status = 'deleted'",
+			deleted_plan = sqs_prepare_kept("SELECT status = 'deleted' FROM squadstack.leads"
+									" WHERE campaign_id = $1 AND lead_id = $2 FOR UPDATE",
 									2, types);
 		registry_plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l"
 									 " (campaign_id, lead_id, status, last_outcome, last_processed_at)"
@@ -414,11 +413,18 @@ apply(Outcome *o, int64 inbox_id)
 	 * An outcome that arrives after SquadStack accepted the lead's delete
 	 * (and the extension erased it) is applied without the personal data:
 	 * phone, name, recording and responses, as the erasure left the row.
+	 * The lock makes an outcome that comes while the delete's answer is
+	 * being recorded wait for it, and see the lead deleted; one stored just
+	 * before holds the lock, and the erasure waits for it instead.  (The
+	 * registry upsert below takes the same lock: taking it here first, and
+	 * not a weaker one, spares concurrent outcomes of one lead a deadlock
+	 * upgrading it.)
 	 */
-	rc = SPI_execute_plan(deleted_plan, args, NULL, true, 1);
+	rc = SPI_execute_plan(deleted_plan, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the lead registry: %s", SPI_result_code_string(rc));
-	if (SPI_processed > 0)
+	if (SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 	{
 		o->erased = true;
 		o->fields[0] = NULL;	/* phone_number */
