@@ -371,6 +371,14 @@ SELECT campaign_id, lead_id, status FROM squadstack.leads ORDER BY campaign_id, 
 INSERT INTO crm.customers (id, mobile, full_name) VALUES ('D9', '9876560009', 'Refused');
 SELECT pg_temp.flush_until_idle() AS calls;
 SELECT lead_id, status FROM squadstack.leads WHERE lead_id = 'D9';
+-- a row too large to stay inline in the intake (its payload is toasted)
+-- arrives whole
+INSERT INTO crm.customers (id, mobile, full_name, kyc_status)
+SELECT 'D8', '9876560008', 'Large', string_agg(md5(i::text), '') FROM generate_series(1, 300) i;
+SELECT pg_column_size(payload) > 8000 AS large FROM squadstack.intake WHERE lead_id = 'D8';
+SELECT pg_temp.flush_until_idle() AS calls;
+SELECT body->0->>'is_KYC' = (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) AS arrived_whole
+FROM received WHERE lead_ids = '["D8"]';
 
 RESET squadstack.api_url;
 RESET squadstack.token;
