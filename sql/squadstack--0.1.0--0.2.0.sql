@@ -1,4 +1,10 @@
-/* squadstack--0.1.0--0.2.0.sql */
+/*
+ * squadstack--0.1.0--0.2.0.sql
+ *
+ * Updates a 0.1.0 schema to 0.2.0.  A new install of 0.2.0 runs
+ * squadstack--0.1.0.sql and then this script, so what is here is all that
+ * 0.2.0 adds or changes.
+ */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION squadstack UPDATE TO '0.2.0'" to load this file. \quit

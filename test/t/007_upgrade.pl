@@ -2,7 +2,8 @@
 # the current library works with the 0.1.0 schema until the update (the
 # sync trigger then queues to the outbox as 0.1.0 did), the update keeps
 # what is queued, everything queued before and after is delivered in order,
-# and the updated schema is the same as a fresh install's.  Then a dump of
+# and the schema updated in use is the same as a fresh install's (which runs
+# the same scripts on an empty database).  Then a dump of
 # that database restores with the same queue, registry and inbox.
 
 use strict;
