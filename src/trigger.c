@@ -475,8 +475,12 @@ sync_trigger_matches(SyncTrigger *st, TriggerData *trigdata)
 	return true;
 }
 
+/*
+ * Mark stale the entries of table relid or of the function whose syscache
+ * hash is func_hash; all of them when both are unset.
+ */
 static void
-sync_trigger_relcache_callback(Datum arg, Oid relid)
+mark_stale(Oid relid, uint32 func_hash)
 {
 	HASH_SEQ_STATUS status;
 	SyncTriggerEntry *e;
@@ -484,29 +488,30 @@ sync_trigger_relcache_callback(Datum arg, Oid relid)
 	sync_trigger_invals++;
 	hash_seq_init(&status, sync_triggers);
 	while ((e = hash_seq_search(&status)) != NULL)
-		if (relid == InvalidOid || e->st->relid == relid)
+		if ((relid == InvalidOid && func_hash == 0) ||
+			(relid != InvalidOid && e->st->relid == relid) ||
+			(func_hash != 0 && e->st->func_hash == func_hash))
 			e->st->valid = false;
+}
+
+static void
+sync_trigger_relcache_callback(Datum arg, Oid relid)
+{
+	mark_stale(relid, 0);
 }
 
 /* schema names appear in messages: a renamed schema makes all stale */
 static void
 sync_trigger_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	sync_trigger_relcache_callback(arg, InvalidOid);
+	mark_stale(InvalidOid, 0);
 }
 
 /* the function's owner runs the statements run as owner */
 static void
 sync_trigger_function_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	HASH_SEQ_STATUS status;
-	SyncTriggerEntry *e;
-
-	sync_trigger_invals++;
-	hash_seq_init(&status, sync_triggers);
-	while ((e = hash_seq_search(&status)) != NULL)
-		if (hashvalue == 0 || e->st->func_hash == hashvalue)
-			e->st->valid = false;
+	mark_stale(InvalidOid, hashvalue);
 }
 
 /*
@@ -759,25 +764,21 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 	args[6] = CStringGetTextDatum(edata->message);
 
 	/*
-	 * The row as jsonb, made as the writer: to_jsonb() may call casts to
+	 * The row as jsonb is made as the writer: to_jsonb() may call casts to
 	 * json that the table's column types bring, which must not run as the
-	 * owner.
+	 * owner.  Only the insert runs as the owner.
 	 */
 	SPI_connect();
 	sqs_exec("SELECT pg_catalog.to_jsonb($1)", 1, &rowtype, &row, NULL, SPI_OK_SELECT);
 	args[7] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	args[7] = SPI_datumTransfer(args[7], false, -1);
-	SPI_finish();
-
 	run_as_owner(st, &oc);
-	SPI_connect();
 	sqs_exec("INSERT INTO squadstack.sync_skipped "
 			 "(table_name, trigger_name, operation, campaign_id, lead_id, "
 			 " sqlstate, error, row_data) "
 			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 			 8, argtypes, args, nulls, SPI_OK_INSERT);
-	SPI_finish();
 	end_run_as_owner(&oc);
+	SPI_finish();
 
 	/* the warning names trigger and table itself; no context line needed */
 	error_context_stack = errcallback->previous;
