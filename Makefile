@@ -24,7 +24,8 @@ OBJS = \
 
 # a new install of the default version runs the base script and then the
 # update scripts in turn, as contrib modules do
-DATA = sql/squadstack--0.1.0.sql sql/squadstack--0.1.0--0.2.0.sql
+DATA = sql/squadstack--0.1.0.sql sql/squadstack--0.1.0--0.2.0.sql \
+	sql/squadstack--0.2.0--0.3.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
 REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel

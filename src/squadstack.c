@@ -11,7 +11,10 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "catalog/pg_collation_d.h"
+#include "mb/pg_wchar.h"
 #include "pgtime.h"
+#include "regex/regex.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -33,6 +36,10 @@ int			sqs_max_attempts = 12;
 int			sqs_retry_base_ms = 1000;
 int			sqs_retry_max_ms = 3600000;
 int			sqs_phone_format = SQS_PHONE_E164;
+int			sqs_max_lead_bytes = 64 * 1024;
+int			sqs_max_request_bytes = 512 * 1024;
+int			sqs_lock_timeout_ms = 5000;
+char	   *sqs_duplicate_create_pattern = NULL;
 
 static const struct config_enum_entry phone_format_options[] = {
 	{"e164", SQS_PHONE_E164, false},
@@ -97,6 +104,45 @@ check_webhook_timezone(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * The pattern must compile as the answers will be matched: an advanced
+ * regular expression, ignoring case, in the C collation.
+ */
+static bool
+check_duplicate_pattern(char **newval, void **extra, GucSource source)
+{
+	const char *pattern = *newval;
+	size_t		len;
+	pg_wchar   *wide;
+	regex_t		re;
+	int			rc;
+
+	if (pattern == NULL)
+		return true;
+	len = strlen(pattern);
+	if (len == 0 || len >= SQS_PATTERN_MAX)
+	{
+		GUC_check_errdetail("The pattern must have 1 to %d bytes.", SQS_PATTERN_MAX - 1);
+		return false;
+	}
+	wide = (pg_wchar *) malloc((len + 1) * sizeof(pg_wchar));
+	if (wide == NULL)
+		return false;
+	len = pg_mb2wchar_with_len(pattern, wide, (int) len);
+	rc = pg_regcomp(&re, wide, len, REG_ADVANCED | REG_ICASE | REG_NOSUB, C_COLLATION_OID);
+	free(wide);
+	if (rc != REG_OKAY)
+	{
+		char		msg[128];
+
+		pg_regerror(rc, &re, msg, sizeof(msg));
+		GUC_check_errdetail("The pattern is not a valid regular expression: %s.", msg);
+		return false;
+	}
+	pg_regfree(&re);
+	return true;
+}
+
 void
 sqs_config_from_gucs(SqsConfig *cfg)
 {
@@ -110,6 +156,11 @@ sqs_config_from_gucs(SqsConfig *cfg)
 	cfg->max_attempts = sqs_max_attempts;
 	cfg->retry_base_ms = sqs_retry_base_ms;
 	cfg->retry_max_ms = Max(sqs_retry_max_ms, sqs_retry_base_ms);
+	cfg->max_request_bytes = sqs_max_request_bytes;
+	cfg->lock_timeout_ms = sqs_lock_timeout_ms;
+	strlcpy(cfg->duplicate_create_pattern,
+			sqs_duplicate_create_pattern ? sqs_duplicate_create_pattern : "",
+			sizeof(cfg->duplicate_create_pattern));
 }
 
 void
@@ -195,6 +246,42 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("squadstack.max_lead_bytes",
+							"Largest lead that may be queued, as JSON.",
+							"A lead larger than this is refused when it is queued.",
+							&sqs_max_lead_bytes,
+							64 * 1024, 1024, 16 * 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("squadstack.max_request_bytes",
+							"Largest body of one API call.",
+							"A batch is cut to fit; an operation larger than this is not sent and is marked failed.",
+							&sqs_max_request_bytes,
+							512 * 1024, 1024, 64 * 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("squadstack.lock_timeout",
+							"Longest wait for a lock in the processes that deliver.",
+							"A step that waits longer is given up and tried again later, so that a user's open transaction cannot stop delivery.",
+							&sqs_lock_timeout_ms,
+							5000, 10, 600000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.duplicate_create_pattern",
+							   "Regular expression that recognises the API's answer to a create of a lead that exists.",
+							   "Matched, ignoring case, against the body of a 400 answer to a create of one lead that was re-sent after an uncertain attempt; a match records the create as delivered.",
+							   &sqs_duplicate_create_pattern,
+							   "already exists",
+							   PGC_SUSET,
+							   0,
+							   check_duplicate_pattern, NULL, NULL);
 
 	DefineCustomEnumVariable("squadstack.phone_format",
 							 "How phone numbers are sent: e164, national or as_given.",

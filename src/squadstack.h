@@ -19,6 +19,7 @@
 #define SQS_MAX_DETAIL_LEN		32
 #define SQS_URL_MAX				1024
 #define SQS_TOKEN_MAX			1024
+#define SQS_PATTERN_MAX			256
 
 typedef enum SqsPhoneFormat
 {
@@ -43,6 +44,9 @@ typedef struct SqsConfig
 	int			max_attempts;
 	int			retry_base_ms;
 	int			retry_max_ms;
+	int			max_request_bytes;
+	int			lock_timeout_ms;
+	char		duplicate_create_pattern[SQS_PATTERN_MAX];
 } SqsConfig;
 
 /* GUC variables (squadstack.c) */
@@ -58,6 +62,10 @@ extern int	sqs_retry_max_ms;
 extern int	sqs_phone_format;
 extern char *sqs_webhook_secret;
 extern char *sqs_webhook_timezone;
+extern int	sqs_max_lead_bytes;
+extern int	sqs_max_request_bytes;
+extern int	sqs_lock_timeout_ms;
+extern char *sqs_duplicate_create_pattern;
 
 extern void sqs_config_from_gucs(SqsConfig *cfg);
 

@@ -9,6 +9,6 @@
 #ifndef SQS_VERSION_H
 #define SQS_VERSION_H
 
-#define SQS_VERSION "0.2.0"
+#define SQS_VERSION "0.3.0"
 
 #endif							/* SQS_VERSION_H */
