@@ -835,63 +835,50 @@ record_registry(Datum ids, const char *op, bool accepted)
 		sqs_erase_deleted_leads(ids);
 }
 
+/* record_registry()'s arguments, for sqs_try() */
+typedef struct RegistryUpdate
+{
+	Datum		ids;
+	const char *op;
+	bool		accepted;
+} RegistryUpdate;
+
+static void
+record_registry_step(void *arg)
+{
+	RegistryUpdate *u = arg;
+
+	/* ended with the subtransaction, or with the transaction */
+	if (sqs_lock_timeout_ms > 500)
+		(void) set_config_option("lock_timeout", REGISTRY_LOCK_TIMEOUT,
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+	record_registry(u->ids, u->op, u->accepted);
+}
+
 /*
  * record_registry() in a subtransaction.  If it fails (a user's open
- * transaction holds a registry row past lock_timeout, say), the
+ * transaction holds a registry row past the lock timeout, say), the
  * operations are marked record_pending and a later step applies it; the
  * rest of the answer stays recorded.  Returns whether it was applied.
  */
 static bool
 try_record_registry(Datum ids, const char *op, bool accepted)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool done = false;
+	RegistryUpdate u = {ids, op, accepted};
+	char	   *error;
+	Oid			argtypes[1] = {INT8ARRAYOID};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		/* ended with the subtransaction, or with the transaction */
-		if (sqs_lock_timeout_ms > 500)
-			(void) set_config_option("lock_timeout", REGISTRY_LOCK_TIMEOUT,
-									 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
-									 true, 0, false);
-		record_registry(ids, op, accepted);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		done = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	if (sqs_try(record_registry_step, &u, &error))
+		return true;
 
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		ereport(WARNING,
-				(errmsg("could not update the lead registry after a %s call: %s",
-						op, edata->message),
-				 errdetail("It will be updated when the lock is free.")));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-
-	if (!done)
-	{
-		Oid			argtypes[1] = {INT8ARRAYOID};
-		Datum		args[1];
-
-		args[0] = ids;
-		sqs_exec("UPDATE squadstack.outbox SET record_pending = true WHERE id = ANY ($1)",
-				 1, argtypes, args, NULL, SPI_OK_UPDATE);
-		registry_deferred = true;
-	}
-	return done;
+	ereport(WARNING,
+			(errmsg("could not update the lead registry after a %s call: %s", op, error),
+			 errdetail("It will be updated when the lock is free.")));
+	sqs_exec("UPDATE squadstack.outbox SET record_pending = true WHERE id = ANY ($1)",
+			 1, argtypes, &ids, NULL, SPI_OK_UPDATE);
+	registry_deferred = true;
+	return false;
 }
 
 /*
