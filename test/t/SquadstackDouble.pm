@@ -155,16 +155,25 @@ sub url { return "http://127.0.0.1:$_[0]->{port}/api/v4"; }
 sub log_file { return $_[0]->{log}; }
 
 # Run double_ctl.py with the given arguments; returns its output, dies on
-# failure.  JSON arguments may be given as Perl references.
+# failure.  JSON arguments may be given as Perl references; a long one (a
+# fault quoting a large lead) goes through standard input, as an argument
+# may not be that long.
 sub ctl
 {
 	my ($self, @args) = @_;
-	my ($out, $err) = ('', '');
+	my ($in, $out, $err) = (undef, '', '');
 
 	@args = map { ref $_ ? $json->encode($_) : $_ } @args;
+	for my $arg (@args)
+	{
+		next unless length($arg) > 16384;
+		croak "only one long argument can go through standard input"
+		  if defined $in;
+		($in, $arg) = ($arg, '-');
+	}
 	my @cmd = ('python3', "$self->{scripts}/double_ctl.py",
 		'--port' => $self->{port}, @args);
-	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
+	IPC::Run::run(\@cmd, '<', \$in, '>', \$out, '2>', \$err,
 		IPC::Run::timeout(30))
 	  or croak "double_ctl @args failed: $err";
 	return $out;
