@@ -33,7 +33,8 @@ use Test::More;
 
 use Exporter 'import';
 our @EXPORT = qw(wait_for wait_for_sql worker_pid sliding_max
-  budget_used queue_leads lead_ids count_by_lead epoch_now);
+  budget_used queue_leads lead_ids count_by_lead epoch_now
+  log_position worker_exits);
 
 my $json = JSON::PP->new->canonical;
 my @running;    # doubles to stop at exit
@@ -355,6 +356,24 @@ sub queue_leads
 	  . "FROM generate_series($from, $to) i))";
 	return $sql if $sql_only;
 	return $node->safe_psql('postgres', $sql);
+}
+
+# Where the server log ends now, for worker_exits.
+sub log_position
+{
+	my ($node) = @_;
+	return -s $node->logfile // 0;
+}
+
+# The server log's lines, after $offset, that say the worker exited or was
+# killed: the postmaster writes one for every end of the worker but a clean
+# shutdown.
+sub worker_exits
+{
+	my ($node, $offset) = @_;
+	my $log = slurp_file($node->logfile, $offset);
+	return grep { /background worker "squadstack worker" \(PID \d+\) (?:exited|was terminated)/ }
+	  split /\n/, $log;
 }
 
 # lead_id => number of the given requests that carried it
