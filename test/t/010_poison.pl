@@ -164,7 +164,7 @@ is( scalar(grep { $stored->{camp_ok2}{$_} } lead_ids('OK2_', 1, 5))
 	'poison: the other campaigns\' leads reached the API');
 
 my $log = slurp_file($node->logfile, $log_start);
-like($log, qr/\[$worker\][^\n]*ERROR:[^\n]*test trigger refuses to record camp_poison/,
+like($log, qr/\[$worker\][^\n]*(?:ERROR|WARNING|LOG):[^\n]*test trigger refuses to record camp_poison/,
 	'poison: the worker logs the error');
 is(worker_pid($node), $worker, 'poison: the worker is the same process');
 is( $node->safe_psql('postgres', 'SELECT pid FROM squadstack_worker_status()'),
