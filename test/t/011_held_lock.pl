@@ -86,7 +86,15 @@ ok( wait_for_sql(
 		$node,
 		"SELECT status FROM squadstack.leads WHERE campaign_id = 'camp_h' AND lead_id = 'H1'",
 		'created', 15),
-	'after the session ends, H1 completes: the registry says created');
+	'after the session ends, H1 completes: the registry says created')
+  or diag 'registry: '
+  . query(
+	"SELECT status FROM squadstack.leads WHERE campaign_id = 'camp_h' AND lead_id = 'H1'")
+  . '; outbox: '
+  . query(
+	"SELECT string_agg(format('%s %s record_pending=%s', id, state, record_pending), '; ') FROM squadstack.outbox WHERE campaign_id = 'camp_h'"
+  ) . '; worker waits for: '
+  . query('SELECT waiting_for FROM squadstack_worker_status()');
 
 my @h = $double->requests(campaign => 'camp_h');
 is(scalar @h, 1, 'H1 reached the API once');
