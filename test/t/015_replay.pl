@@ -5,7 +5,8 @@
 # That answer matches squadstack.duplicate_create_pattern: the creates are
 # recorded as sent with an "already done:" note, the registry says created,
 # and a later update of such a lead is delivered.  With a pattern that does
-# not match the API's wording they fail instead.  A 2xx answer whose body
+# not match the API's wording they fail instead.  A delete in flight,
+# re-sent and answered 404, is recorded as sent.  A 2xx answer whose body
 # is not JSON is a success, noted, and never re-sent.
 
 use strict;
@@ -41,25 +42,36 @@ sub crash_in_flight
 {
 	my ($campaign, $prefix, $n) = @_;
 
-	# the API stores the leads at once and answers 10 s later
+	crash_in_flight_of(
+		$campaign, 'create', $n,
+		sub { queue_leads($node, $campaign, $prefix, 1, $n); },
+		sub { keys %{ $double->leads->{$campaign} || {} } == $n });
+	return;
+}
+
+# The same for any call: $queue queues $n operations that go to $endpoint
+# in one call, $done says when the API has applied them.
+sub crash_in_flight_of
+{
+	my ($campaign, $endpoint, $n, $queue, $done) = @_;
+
+	# the API applies the call at once and answers 10 s later
 	$double->fault(
 		{
 			kind => 'delay',
 			seconds => 10,
 			after_effect => JSON::PP::true,
 			campaign => $campaign,
-			endpoint => 'create',
+			endpoint => $endpoint,
 			count => 1
 		});
-	queue_leads($node, $campaign, $prefix, 1, $n);
+	$queue->();
 	ok( wait_for_sql(
 			$node,
 			"SELECT count(*) FROM squadstack.outbox WHERE campaign_id = '$campaign' AND state = 'sending'",
 			$n, 10),
-		"$campaign: a call of $n creates is in flight");
-	ok( wait_for(
-			sub { keys %{ $double->leads->{$campaign} || {} } == $n }, 10),
-		"$campaign: the API has stored the leads");
+		"$campaign: a call of $n ${endpoint}s is in flight");
+	ok(wait_for($done, 10), "$campaign: the API has applied it");
 	my $worker = worker_pid($node);
 	note "killing the worker, pid $worker";
 	kill 'KILL', $worker;
@@ -70,7 +82,7 @@ sub crash_in_flight
 			$node,
 			"SELECT count(*) FROM squadstack.outbox WHERE campaign_id = '$campaign' AND state IN ('queued', 'sending')",
 			'0', 30),
-		"$campaign: the creates are settled");
+		"$campaign: the ${endpoint}s are settled");
 	return;
 }
 
@@ -124,6 +136,29 @@ is( join(',',
 	'replay: ... and accepted by the API');
 is($double->leads->{camp_r}{R1}{fields}{city},
 	'Pune', 'replay: the API has the update');
+
+# --- a delete in flight, re-sent and answered 404, is recorded as sent
+
+crash_in_flight_of(
+	'camp_r', 'delete', 1,
+	sub { query("SELECT squadstack_delete_lead('camp_r', 'R2')"); },
+	sub { ($double->leads->{camp_r}{R2}{state} // '') eq 'deleted' });
+is( query(
+		"SELECT state || ' ' || http_status FROM squadstack.outbox WHERE campaign_id = 'camp_r' AND op = 'delete'"
+	),
+	'sent 404',
+	'replayed delete: recorded as sent, with the 404 kept');
+# (its "already done:" note quoted the API's answer, and the erasure that
+# follows an accepted delete clears the error texts of the lead's operations)
+is( query(
+		"SELECT status FROM squadstack.leads WHERE campaign_id = 'camp_r' AND lead_id = 'R2'"),
+	'deleted',
+	'replayed delete: the registry says deleted');
+is( join(',',
+		map { $_->{status} }
+		  $double->requests(campaign => 'camp_r', endpoint => 'delete')),
+	'404',
+	'replayed delete: the re-sent delete was answered 404 (the first is still unanswered)');
 
 # --- a pattern that does not match the API's wording: the creates fail
 
