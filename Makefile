@@ -31,7 +31,7 @@ DATA = sql/squadstack--0.1.0.sql sql/squadstack--0.1.0--0.2.0.sql \
 	sql/squadstack--0.2.0--0.3.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
-REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel
+REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel engine
 REGRESS_OPTS = --load-extension=squadstack
 
 # The server headers are included as system headers so that -Wextra judges
