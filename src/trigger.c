@@ -407,6 +407,15 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 			continue;
 		}
 
+		if (sqs_reserved_field_lookalike(name) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid argument \"%s\" of trigger \"%s\" on table \"%s\"",
+							arg, st->trigger_name, st->table_name),
+					 errdetail("Lead field \"%s\" differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
+							   name, sqs_reserved_field_lookalike(name)),
+					 errhint("Name the field \"%s\".", sqs_reserved_field_lookalike(name))));
+
 		for (j = 0; j < st->nfields; j++)
 			if (strcmp(st->fields[j].field, name) == 0)
 				ereport(ERROR,
@@ -890,8 +899,12 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how,
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 
-		/* only an invalid lead is skipped; a cancel or a bug is not */
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		/*
+		 * Only an invalid lead is skipped (a value's error, or a lead over
+		 * squadstack.max_lead_bytes); a cancel or a bug is not.
+		 */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			edata->sqlerrcode != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
 			ReThrowError(edata);
 	}
 	PG_END_TRY();
