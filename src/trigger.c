@@ -393,6 +393,7 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 		const char *eq = strchr(arg, '=');
 		char	   *name;
 		const char *value;
+		const char *reserved;
 		int			j;
 
 		if (eq == NULL || eq == arg || eq[1] == '\0')
@@ -407,14 +408,15 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 			continue;
 		}
 
-		if (sqs_reserved_field_lookalike(name) != NULL)
+		reserved = sqs_reserved_field_lookalike(name);
+		if (reserved != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid argument \"%s\" of trigger \"%s\" on table \"%s\"",
 							arg, st->trigger_name, st->table_name),
 					 errdetail("Lead field \"%s\" differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
-							   name, sqs_reserved_field_lookalike(name)),
-					 errhint("Name the field \"%s\".", sqs_reserved_field_lookalike(name))));
+							   name, reserved),
+					 errhint("Name the field \"%s\".", reserved)));
 
 		for (j = 0; j < st->nfields; j++)
 			if (strcmp(st->fields[j].field, name) == 0)
