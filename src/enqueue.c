@@ -15,6 +15,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -31,7 +32,8 @@ PG_FUNCTION_INFO_V1(squadstack_set_token);
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr create_plan = NULL;
-static bool create_plan_has_intake = false;
+static SPIPlanPtr create_skip_plan = NULL;
+static bool create_skip_plan_has_intake = false;
 static SPIPlanPtr one_plan = NULL;
 static SPIPlanPtr register_plan = NULL;
 
@@ -117,110 +119,152 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 }
 
 /*
- * Insert one outbox row per operation, in list order, so ids follow the
- * order the caller gave.  A create also enters the lead in the registry
- * (squadstack.leads) as queued; with skip_existing, a lead the registry
- * already knows (queued, created, disabled or converted) is left out.
- * Returns the number of operations queued.
+ * Insert one outbox row per operation, in list order; see
+ * sqs_enqueue_arrays().
  */
 int64
 sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 {
 	int			n = list_length(ops);
-	Datum	   *ids = palloc(sizeof(Datum) * n);
-	Datum	   *payloads = palloc(sizeof(Datum) * n);
-	Datum		args[5];
-	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTOID, JSONBARRAYOID, BOOLOID};
+	Datum	   *ids;
+	Datum	   *payloads;
+	SqsLeadArrays arrays;
 	ListCell   *lc;
 	int			i = 0;
-	int			rc;
-	int64		queued;
-	bool		is_create = strcmp(op, "create") == 0;
 
 	if (n == 1 && !skip_existing)
 		return enqueue_one(campaign, op, linitial(ops));
 
+	ids = palloc(sizeof(Datum) * n);
+	payloads = palloc(sizeof(Datum) * n);
 	foreach(lc, ops)
 	{
 		SqsLeadOp  *lop = lfirst(lc);
 
+		CHECK_FOR_INTERRUPTS();
 		ids[i] = CStringGetTextDatum(lop->lead_id);
 		payloads[i] = JsonbPGetDatum(lop->payload);
 		i++;
 	}
+	arrays.n = n;
+	arrays.lead_ids = PointerGetDatum(construct_array_builtin(ids, n, TEXTOID));
+	arrays.payloads = PointerGetDatum(construct_array(payloads, n, JSONBOID, -1, false,
+													  TYPALIGN_INT));
+	return sqs_enqueue_arrays(campaign, op, &arrays, skip_existing);
+}
+
+/*
+ * The statement that queues creates: with skip_existing, leads that are
+ * known are left out.  Known leads: those in the registry, and creates
+ * from sync triggers, which enter the registry only once answered: those
+ * still in the intake and those moved to the outbox but not yet sent.
+ * Each is looked up by its lead_id, through the index on (campaign_id,
+ * lead_id, ...) of each table, so the cost follows the call's leads, not
+ * the size of the queue.  Where the schema predates the intake, the same
+ * without it.
+ */
+static char *
+create_sql(bool skip_existing, bool has_intake)
+{
+	return psprintf("WITH u AS ("
+					"  SELECT u.lead_id, u.payload, u.n"
+					"  FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n)"
+					"  %s%s),"
+					"ins AS ("
+					"  INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload)"
+					"  SELECT $1, u.lead_id, $3, u.payload FROM u ORDER BY u.n"
+					"  RETURNING lead_id),"
+					"reg AS ("
+					"  INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
+					"  SELECT $1, lead_id, 'queued' FROM ins"
+					"  ON CONFLICT (campaign_id, lead_id) DO UPDATE"
+					"  SET status = 'queued', updated_at = now()"
+					"  WHERE l.status = ANY ('{deleted,failed}')) "
+					"SELECT count(*) FROM ins",
+					!skip_existing ? "" :
+					"WHERE NOT EXISTS ("
+					"    SELECT 1 FROM squadstack.leads l"
+					"    WHERE l.campaign_id = $1 AND l.lead_id = u.lead_id"
+					"      AND l.status <> ALL ('{deleted,failed}'))"
+					"  AND NOT EXISTS ("
+					"    SELECT 1 FROM squadstack.outbox o"
+					"    WHERE o.campaign_id = $1 AND o.lead_id = u.lead_id"
+					"      AND o.state IN ('queued', 'sending') AND o.op = 'create')",
+					!(skip_existing && has_intake) ? "" :
+					/* a create a sync trigger queued counts as queued */
+					"  AND NOT EXISTS ("
+					"    SELECT 1 FROM squadstack.intake i"
+					"    WHERE i.campaign_id = $1 AND i.lead_id = u.lead_id"
+					"      AND i.op = 'create')");
+}
+
+/*
+ * Insert one outbox row per operation, in the arrays' order, so ids follow
+ * the order the caller gave.  A create also enters the lead in the
+ * registry (squadstack.leads) as queued; with skip_existing, a lead the
+ * registry already knows (queued, created, disabled or converted) is left
+ * out.  Returns the number of operations queued.
+ */
+int64
+sqs_enqueue_arrays(const char *campaign, const char *op, SqsLeadArrays *ops,
+				   bool skip_existing)
+{
+	Datum		args[4];
+	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTOID, JSONBARRAYOID};
+	SPIPlanPtr	plan;
+	int			rc;
+	int64		queued;
+	bool		is_create = strcmp(op, "create") == 0;
 
 	SPI_connect();
-	if (insert_plan == NULL)
-		insert_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
-								   "SELECT $1, u.lead_id, $3, u.payload "
-								   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
-								   "ORDER BY u.n",
-								   4, argtypes);
-	if (create_plan == NULL || create_plan_has_intake != OidIsValid(sqs_intake_relid()))
+	if (!is_create)
 	{
-		/*
-		 * Known leads: those in the registry, and creates from sync
-		 * triggers, which enter the registry only once answered: those
-		 * still in the intake and those moved to the outbox but not yet
-		 * sent.  Where the schema predates the intake, the same without it.
-		 */
+		if (insert_plan == NULL)
+			insert_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+										   "SELECT $1, u.lead_id, $3, u.payload "
+										   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
+										   "ORDER BY u.n",
+										   4, argtypes);
+		plan = insert_plan;
+	}
+	else if (!skip_existing)
+	{
+		if (create_plan == NULL)
+			create_plan = sqs_prepare_kept(create_sql(false, false), 4, argtypes);
+		plan = create_plan;
+	}
+	else
+	{
 		bool		has_intake = OidIsValid(sqs_intake_relid());
-		char	   *sql = psprintf("WITH u AS ("
-								   "  SELECT u.lead_id, u.payload, u.n"
-								   "  FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n)"
-								   "  WHERE NOT $5 OR (NOT EXISTS ("
-								   "    SELECT 1 FROM squadstack.leads l"
-								   "    WHERE l.campaign_id = $1 AND l.lead_id = u.lead_id"
-								   "      AND l.status <> ALL ('{deleted,failed}'))"
-								   "  AND NOT EXISTS ("
-								   "    SELECT 1 FROM squadstack.outbox o"
-								   "    WHERE o.campaign_id = $1 AND o.lead_id = u.lead_id"
-								   "      AND o.state IN ('queued', 'sending') AND o.op = 'create')"
-								   "  %s)),"
-								   "ins AS ("
-								   "  INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload)"
-								   "  SELECT $1, u.lead_id, $3, u.payload FROM u ORDER BY u.n"
-								   "  RETURNING lead_id),"
-								   "reg AS ("
-								   "  INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
-								   "  SELECT $1, lead_id, 'queued' FROM ins"
-								   "  ON CONFLICT (campaign_id, lead_id) DO UPDATE"
-								   "  SET status = 'queued', updated_at = now()"
-								   "  WHERE l.status = ANY ('{deleted,failed}')) "
-								   "SELECT count(*) FROM ins",
-								   has_intake ?
-								   /* a create a sync trigger queued counts as queued */
-								   "AND u.lead_id NOT IN ("
-								   "    SELECT i.lead_id FROM squadstack.intake i"
-								   "    WHERE i.campaign_id = $1 AND i.op = 'create')" : "");
 
-		if (create_plan != NULL)
+		if (create_skip_plan != NULL && create_skip_plan_has_intake != has_intake)
 		{
-			SPI_freeplan(create_plan);
-			create_plan = NULL;
+			SPI_freeplan(create_skip_plan);
+			create_skip_plan = NULL;
 		}
-		create_plan = sqs_prepare_kept(sql, 5, argtypes);
-		create_plan_has_intake = has_intake;
+		if (create_skip_plan == NULL)
+		{
+			create_skip_plan = sqs_prepare_kept(create_sql(true, has_intake), 4, argtypes);
+			create_skip_plan_has_intake = has_intake;
+		}
+		plan = create_skip_plan;
 	}
 
 	args[0] = CStringGetTextDatum(campaign);
-	args[1] = PointerGetDatum(construct_array_builtin(ids, n, TEXTOID));
+	args[1] = ops->lead_ids;
 	args[2] = CStringGetTextDatum(op);
-	args[3] = PointerGetDatum(construct_array(payloads, n, JSONBOID, -1, false,
-											  TYPALIGN_INT));
-	args[4] = BoolGetDatum(skip_existing);
+	args[3] = ops->payloads;
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (is_create)
 	{
 		bool		isnull;
 
-		rc = SPI_execute_plan(create_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
 		queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	else
 	{
-		rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
 		queued = (int64) SPI_processed;
@@ -235,24 +279,24 @@ Datum
 squadstack_create_leads(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	List	   *ops;
+	SqsLeadArrays *ops;
 
 	bool		skip_existing = PG_NARGS() < 3 || PG_ARGISNULL(2) || PG_GETARG_BOOL(2);
 
 	check_not_null(fcinfo, 1, "leads");
 	ops = sqs_parse_create_leads(PG_GETARG_JSONB_P(1));
-	PG_RETURN_INT64(sqs_enqueue(campaign, "create", ops, skip_existing));
+	PG_RETURN_INT64(sqs_enqueue_arrays(campaign, "create", ops, skip_existing));
 }
 
 Datum
 squadstack_disable_leads(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	List	   *ops;
+	SqsLeadArrays *ops;
 
 	check_not_null(fcinfo, 1, "lead_ids");
 	ops = sqs_parse_disable_leads(PG_GETARG_JSONB_P(1));
-	PG_RETURN_INT64(sqs_enqueue(campaign, "disable", ops, false));
+	PG_RETURN_INT64(sqs_enqueue_arrays(campaign, "disable", ops, false));
 }
 
 Datum
@@ -303,6 +347,7 @@ squadstack_delete_lead(PG_FUNCTION_ARGS)
 	SqsLeadOp  *op = lead_id_arg(fcinfo, 1);
 
 	op->payload = simple_payload(op->lead_id, NULL);
+	sqs_check_lead_bytes(op->lead_id, op->payload);
 	PG_RETURN_INT64(sqs_enqueue(campaign, "delete", list_make1(op), false));
 }
 
@@ -322,11 +367,11 @@ squadstack_convert_lead(PG_FUNCTION_ARGS)
 						   SQS_MAX_DETAIL_LEN)));
 	detail = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	len = pg_mbstrlen(detail);
-	if (len == 0)
+	if (sqs_text_is_blank(detail, strlen(detail)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("empty \"detail\" for lead \"%s\"", op->lead_id),
-				 errdetail("A conversion needs a detail of 1 to %d characters.",
+				 errdetail("A conversion needs a detail of 1 to %d characters, not only spaces or invisible characters.",
 						   SQS_MAX_DETAIL_LEN)));
 	if (len > SQS_MAX_DETAIL_LEN)
 		ereport(ERROR,
@@ -336,6 +381,7 @@ squadstack_convert_lead(PG_FUNCTION_ARGS)
 						   SQS_MAX_DETAIL_LEN, len)));
 
 	op->payload = simple_payload(op->lead_id, detail);
+	sqs_check_lead_bytes(op->lead_id, op->payload);
 	PG_RETURN_INT64(sqs_enqueue(campaign, "convert", list_make1(op), false));
 }
 

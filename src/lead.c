@@ -13,9 +13,12 @@
 
 #include <ctype.h>
 
+#include "catalog/pg_type_d.h"
+#include "common/hashfn.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
@@ -25,14 +28,47 @@
 /* one key/value pair of a lead object (SqsLeadField, squadstack.h) */
 typedef SqsLeadField LeadField;
 
-/* a lead_id has at most 255 characters, of up to 4 bytes each */
-#define LEAD_ID_KEY_SIZE (SQS_MAX_LEAD_ID_LEN * MAX_MULTIBYTE_CHAR_LEN + 1)
+/* the fields SquadStack itself reads; any other key is a custom field */
+static const char *const reserved_fields[] = {
+	"lead_id", "phone_number", "contact_name"
+};
 
-typedef struct LeadIdEntry
+/*
+ * A one-dimensional array without NULLs being filled one element at a
+ * time: its final form from the start, so no element is copied twice.
+ */
+typedef struct ArrayBuf
 {
-	char		lead_id[LEAD_ID_KEY_SIZE];
-	int			position;
-} LeadIdEntry;
+	char	   *data;			/* an ArrayType, header filled at the end */
+	Size		len;			/* bytes used */
+	Size		cap;			/* bytes allocated */
+	int			n;				/* elements */
+} ArrayBuf;
+
+/* a lead_id seen earlier in the same call, found by its bytes */
+typedef struct SeenLead
+{
+	uint32		offset;			/* of its text in the lead_ids array */
+	uint32		hash;
+	int32		position;
+	char		status;
+} SeenLead;
+
+static inline uint32 seen_hash_key(void *ids, uint32 offset);
+static inline bool seen_equal(void *ids, uint32 a, uint32 b);
+
+#define SH_PREFIX			seen
+#define SH_ELEMENT_TYPE		SeenLead
+#define SH_KEY_TYPE			uint32
+#define SH_KEY				offset
+#define SH_HASH_KEY(tb, key)	seen_hash_key((tb)->private_data, key)
+#define SH_EQUAL(tb, a, b)	seen_equal((tb)->private_data, a, b)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE			static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 static const char *
 jsonb_type_name(const JsonbValue *v)
@@ -72,6 +108,226 @@ jsonb_root_type_name(Jsonb *jb)
 	return JB_ROOT_IS_OBJECT(jb) ? "object" : "array";
 }
 
+/*
+ * Characters that show nothing: Unicode's White_Space, the controls, and
+ * the zero-width format characters that editors and spreadsheets leave
+ * behind.
+ */
+static bool
+unicode_is_blank(pg_wchar c)
+{
+	if (c <= 0x20 || (c >= 0x7F && c <= 0xA0))
+		return true;
+	switch (c)
+	{
+		case 0x1680:
+		case 0x180E:
+		case 0x2028:
+		case 0x2029:
+		case 0x202F:
+		case 0x205F:
+		case 0x2060:
+		case 0x3000:
+		case 0xFEFF:
+			return true;
+		default:
+			return c >= 0x2000 && c <= 0x200D;
+	}
+}
+
+/*
+ * The length in bytes of the character at s, and its code point in *c;
+ * where the server encoding is not UTF-8, only ASCII characters are told
+ * apart (others are returned as U+FFFD, which is neither blank nor a
+ * control).
+ */
+static int
+next_char(const char *s, int len, pg_wchar *c)
+{
+	unsigned char b = (unsigned char) s[0];
+	int			l;
+
+	if (b < 0x80)
+	{
+		*c = b;
+		return 1;
+	}
+	if (GetDatabaseEncoding() != PG_UTF8)
+	{
+		*c = 0xFFFD;
+		return Min(pg_mblen(s), len);
+	}
+	l = pg_utf_mblen((const unsigned char *) s);
+	if (l > len)
+	{
+		*c = 0xFFFD;
+		return len;
+	}
+	*c = utf8_to_unicode((const unsigned char *) s);
+	return l;
+}
+
+/*
+ * Whether a string shows nothing: empty, or only white space, controls or
+ * zero-width characters (a name of only no-break or ideographic spaces).
+ */
+bool
+sqs_text_is_blank(const char *s, int len)
+{
+	int			i = 0;
+
+	while (i < len)
+	{
+		pg_wchar	c;
+
+		i += next_char(s + i, len - i, &c);
+		if (!unicode_is_blank(c))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The reserved field that key is mistaken for, if it differs from one only
+ * in case or blank characters ("Phone_Number", "phone_number "), else NULL.
+ * SquadStack would take such a key as a custom field and the lead would
+ * lack, or silently keep, the field meant.
+ */
+const char *
+sqs_reserved_field_lookalike(const char *key)
+{
+	char		folded[32];
+	int			n = 0;
+	int			len = strlen(key);
+	int			i = 0;
+	int			r;
+
+	while (i < len)
+	{
+		pg_wchar	c;
+
+		i += next_char(key + i, len - i, &c);
+		if (unicode_is_blank(c))
+			continue;
+		if (c >= 0x80 || n >= (int) sizeof(folded) - 1)
+			return NULL;
+		folded[n++] = pg_ascii_tolower((unsigned char) c);
+	}
+	folded[n] = '\0';
+	for (r = 0; r < (int) lengthof(reserved_fields); r++)
+		if (strcmp(folded, reserved_fields[r]) == 0 &&
+			strcmp(key, reserved_fields[r]) != 0)
+			return reserved_fields[r];
+	return NULL;
+}
+
+/*
+ * Sizes of a payload as JSON text, as jsonb's output function writes it
+ * ({"key": value, ...}) and as it is sent, without writing it.
+ */
+static int64
+json_string_bytes(const char *s, int len)
+{
+	int64		bytes = 2;
+	int			i;
+
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == '"' || c == '\\' || c == '\b' || c == '\f' ||
+			c == '\n' || c == '\r' || c == '\t')
+			bytes += 2;
+		else if (c < ' ')
+			bytes += 6;			/* \u00XX */
+		else
+			bytes += 1;
+	}
+	return bytes;
+}
+
+static int64
+json_value_bytes(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return 4;
+		case jbvBool:
+			return v->val.boolean ? 4 : 5;
+		case jbvString:
+			return json_string_bytes(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			{
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(v->val.numeric)));
+				int64		bytes = strlen(s);
+
+				pfree(s);
+				return bytes;
+			}
+		default:
+			elog(ERROR, "unexpected JSON %s in a lead payload", jsonb_type_name(v));
+	}
+	return 0;					/* keep compiler quiet */
+}
+
+/* "key": value, preceded by ", " unless it is the object's first pair */
+static int64
+json_pair_bytes(const char *key, int keylen, const JsonbValue *v, bool first)
+{
+	return (first ? 0 : 2) + json_string_bytes(key, keylen) + 2 + json_value_bytes(v);
+}
+
+static void
+check_lead_bytes(const char *lead_id, int64 bytes)
+{
+	if (bytes > sqs_max_lead_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("lead \"%s\" is too large", lead_id),
+				 errdetail("Lead \"%s\" has %lld bytes as JSON; squadstack.max_lead_bytes allows %d.",
+						   lead_id, (long long) bytes, sqs_max_lead_bytes)));
+}
+
+/*
+ * Refuse a payload (a flat JSON object) larger than squadstack.max_lead_bytes
+ * as JSON text.
+ */
+void
+sqs_check_lead_bytes(const char *lead_id, Jsonb *payload)
+{
+	JsonbIterator *it = JsonbIteratorInit(&payload->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int64		bytes = 0;
+	bool		first = true;
+	const char *key = NULL;
+	int			keylen = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		switch (tok)
+		{
+			case WJB_BEGIN_OBJECT:
+			case WJB_END_OBJECT:
+				bytes += 1;
+				break;
+			case WJB_KEY:
+				key = v.val.string.val;
+				keylen = v.val.string.len;
+				break;
+			case WJB_VALUE:
+				bytes += json_pair_bytes(key, keylen, &v, first);
+				first = false;
+				break;
+			default:
+				elog(ERROR, "a lead payload is not a JSON object");
+		}
+	}
+	check_lead_bytes(lead_id, bytes);
+}
+
 void
 sqs_check_campaign(const char *campaign)
 {
@@ -106,6 +362,9 @@ char *
 sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
 {
 	char	   *id;
+	int			len;
+	int			i;
+	int			nchars;
 
 	if (v->type == jbvNull)
 		ereport(ERROR,
@@ -136,12 +395,30 @@ sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("empty \"lead_id\" for %s", context),
 				 errdetail("A lead_id has 1 to %d characters.", SQS_MAX_LEAD_ID_LEN)));
-	if (pg_mbstrlen(id) > SQS_MAX_LEAD_ID_LEN)
+
+	/*
+	 * One pass counts the characters and looks for controls, which would
+	 * turn up in URLs, logs and messages (a line break in a log line).
+	 */
+	len = strlen(id);
+	for (i = 0, nchars = 0; i < len; nchars++)
+	{
+		pg_wchar	c;
+
+		i += next_char(id + i, len - i, &c);
+		if (c < 0x20 || (c >= 0x7F && c <= 0x9F))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid \"lead_id\" for %s", context),
+					 errdetail("A lead_id has no control characters; character %d is U+%04X.",
+							   nchars + 1, (unsigned int) c)));
+	}
+	if (nchars > SQS_MAX_LEAD_ID_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("\"lead_id\" is too long for %s", context),
 				 errdetail("A lead_id has at most %d characters; this one has %d.",
-						   SQS_MAX_LEAD_ID_LEN, pg_mbstrlen(id))));
+						   SQS_MAX_LEAD_ID_LEN, nchars)));
 	return id;
 }
 
@@ -156,21 +433,18 @@ lead_fields(JsonbContainer *obj, LeadField **fields)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	int			n = 0;
-	int			cap = 8;
+	int			cap = Max(JsonContainerSize(obj), 1);
 	LeadField  *out = palloc(sizeof(LeadField) * cap);
 	char	   *key = NULL;
 
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (tok == WJB_KEY)
 			key = pnstrdup(v.val.string.val, v.val.string.len);
 		else if (tok == WJB_VALUE)
 		{
-			if (n == cap)
-			{
-				cap *= 2;
-				out = repalloc(out, sizeof(LeadField) * cap);
-			}
+			Assert(n < cap);
 			out[n].key = key;
 			out[n].value = v;
 			n++;
@@ -206,7 +480,8 @@ lead_object(JsonbValue *elem, int pos)
 
 /*
  * Validate and normalise a phone number field; returns the JSON value to
- * send.
+ * send.  Messages never quote the number: they land in the server log,
+ * where erasing a lead cannot reach them.
  */
 static JsonbValue
 check_phone(JsonbValue *v, const char *lead_id)
@@ -218,8 +493,24 @@ check_phone(JsonbValue *v, const char *lead_id)
 	if (v->type == jbvString)
 		given = pnstrdup(v->val.string.val, v->val.string.len);
 	else if (v->type == jbvNumeric)
+	{
+		const char *p;
+
 		given = DatumGetCString(DirectFunctionCall1(numeric_out,
 													NumericGetDatum(v->val.numeric)));
+
+		/*
+		 * A sign or a fraction is no part of a phone number, though
+		 * dropping the separators would make one of -98765.43210.
+		 */
+		for (p = given; *p; p++)
+			if (*p < '0' || *p > '9')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid \"phone_number\" for lead \"%s\"", lead_id),
+						 errdetail("A phone number given as a JSON number is a whole number without a sign or a decimal point."),
+						 errhint("Give the phone number as a JSON string to keep its formatting.")));
+	}
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -230,7 +521,7 @@ check_phone(JsonbValue *v, const char *lead_id)
 	if (!sqs_phone_normalise(given, strlen(given), digits))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid phone number for lead \"%s\": \"%s\"", lead_id, given),
+				 errmsg("invalid phone number for lead \"%s\"", lead_id),
 				 errdetail("An Indian phone number has exactly 10 digits, the first not 0, after removing spaces, tabs, dashes, dots, parentheses and one prefix +91, 0091, 91 or 0.")));
 
 	out.type = jbvString;
@@ -253,21 +544,52 @@ check_phone(JsonbValue *v, const char *lead_id)
 static void
 check_contact_name(JsonbValue *v, const char *lead_id)
 {
-	int			i;
-
 	if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid \"contact_name\" for lead \"%s\"", lead_id),
 				 errdetail("A contact name is a non-empty JSON string, not a JSON %s.",
 						   jsonb_type_name(v))));
-	for (i = 0; i < v->val.string.len; i++)
-		if (!isspace((unsigned char) v->val.string.val[i]))
-			return;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("empty \"contact_name\" for lead \"%s\"", lead_id),
-			 errdetail("A contact name is a non-empty JSON string.")));
+	if (sqs_text_is_blank(v->val.string.val, v->val.string.len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("empty \"contact_name\" for lead \"%s\"", lead_id),
+				 errdetail("A contact name is a non-empty JSON string, not only spaces or invisible characters.")));
+}
+
+/*
+ * Refuse a key that looks like a reserved field but is not one, before a
+ * required field is missed because of it.  lead_id is NULL while the lead
+ * has none; the lead is then named by its position.
+ */
+static void
+check_field_names(LeadField *fields, int n, const char *lead_id, int pos)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const char *reserved = sqs_reserved_field_lookalike(fields[i].key);
+
+		if (reserved == NULL)
+			continue;
+		if (lead_id != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid field name \"%s\" for lead \"%s\"",
+							fields[i].key, lead_id),
+					 errdetail("The name differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
+							   reserved),
+					 errhint("Name the field \"%s\".", reserved)));
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid field name \"%s\" for lead at position %d",
+							fields[i].key, pos),
+					 errdetail("The name differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
+							   reserved),
+					 errhint("Name the field \"%s\".", reserved)));
+	}
 }
 
 static void
@@ -323,16 +645,22 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
-	char	   *context = psprintf("lead at position %d", pos);
+	char		context[32];
+	int64		bytes = 2;		/* {} */
 	int			i;
 
+	snprintf(context, sizeof(context), "lead at position %d", pos);
 	v = find_field(fields, n, "lead_id");
 	if (v == NULL)
+	{
+		check_field_names(fields, n, NULL, pos);
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("missing \"lead_id\" for %s", context),
 				 errdetail("Every lead needs a lead_id.")));
+	}
 	op->lead_id = sqs_lead_id_from_jsonb(v, context);
+	check_field_names(fields, n, op->lead_id, pos);
 
 	if (!is_update)
 	{
@@ -361,6 +689,7 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 		LeadField  *f = &fields[i];
 		JsonbValue	val = f->value;
 
+		CHECK_FOR_INTERRUPTS();
 		if (strcmp(f->key, "phone_number") == 0)
 		{
 			if (val.type == jbvNull)
@@ -380,8 +709,10 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 		else if (strcmp(f->key, "lead_id") != 0)
 			check_custom_field(f, op->lead_id);
 
+		bytes += json_pair_bytes(f->key, strlen(f->key), &val, i == 0);
 		sqs_push_pair(&state, f->key, &val);
 	}
+	check_lead_bytes(op->lead_id, bytes);
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	op->payload = JsonbValueToJsonb(res);
 	return op;
@@ -423,63 +754,166 @@ sqs_jsonb_key_cmp(const char *a, const char *b)
 
 /* A payload of just {"lead_id": ...}, keeping the id's JSON type. */
 static Jsonb *
-lead_id_payload(JsonbValue *id)
+lead_id_payload(const char *lead_id, JsonbValue *id)
 {
 	JsonbParseState *state = NULL;
 
+	/* {"lead_id": <id>} */
+	check_lead_bytes(lead_id, 2 + json_pair_bytes("lead_id", 7, id, true));
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	sqs_push_pair(&state, "lead_id", id);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
-/* Reject a lead_id seen earlier in the same call. */
+/*
+ * Arrays filled in place.  The capacity given is a guess: memory allocated
+ * but never written costs nothing, and growing copies.
+ */
 static void
-check_unique(HTAB *seen, const char *lead_id, int pos)
+abuf_init(ArrayBuf *b, Size cap)
 {
-	LeadIdEntry *e;
-	bool		found;
-	char		key[LEAD_ID_KEY_SIZE];
-
-	MemSet(key, 0, sizeof(key));
-	strlcpy(key, lead_id, sizeof(key));
-	e = hash_search(seen, key, HASH_ENTER, &found);
-	if (found)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("duplicate lead_id \"%s\" at positions %d and %d",
-						lead_id, e->position, pos),
-				 errdetail("A lead_id may appear only once in one call.")));
-	if (!found)
-		e->position = pos;
+	b->len = ARR_OVERHEAD_NONULLS(1);
+	b->cap = Min(Max(cap, b->len + 256), MaxAllocSize);
+	b->data = palloc(b->cap);
+	memset(b->data, 0, b->len);
+	b->n = 0;
 }
 
-static HTAB *
-lead_id_set(void)
+/* Make room for an element of size bytes; returns where it goes. */
+static char *
+abuf_reserve(ArrayBuf *b, Size size)
 {
-	HASHCTL		ctl;
+	Size		need = INTALIGN(b->len + size);
+	char	   *at;
 
-	ctl.keysize = LEAD_ID_KEY_SIZE;
-	ctl.entrysize = sizeof(LeadIdEntry);
-	ctl.hcxt = CurrentMemoryContext;
-	return hash_create("squadstack lead ids", 64, &ctl,
-					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	if (need > b->cap)
+	{
+		Size		cap = Max(need, b->cap * 2);
+
+		if (need > MaxAllocSize)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("the leads of one call are too large"),
+					 errdetail("Their lead ids or payloads together exceed %zu bytes.",
+							   (Size) MaxAllocSize),
+					 errhint("Queue the leads in several calls.")));
+		b->cap = Min(cap, MaxAllocSize);
+		b->data = repalloc(b->data, b->cap);
+	}
+	at = b->data + b->len;
+	/* the alignment padding, zeroed as construct_array() leaves it */
+	memset(at + size, 0, need - b->len - size);
+	b->len = need;
+	b->n++;
+	return at;
+}
+
+/* Append a varlena with a 4-byte header (a jsonb that was just built). */
+static void
+abuf_add(ArrayBuf *b, const struct varlena *v)
+{
+	Size		size = VARSIZE(v);
+
+	memcpy(abuf_reserve(b, size), v, size);
+}
+
+/* Append a C string as text; returns its offset. */
+static uint32
+abuf_add_text(ArrayBuf *b, const char *s)
+{
+	Size		len = strlen(s);
+	char	   *at = abuf_reserve(b, VARHDRSZ + len);
+
+	SET_VARSIZE(at, VARHDRSZ + len);
+	memcpy(at + VARHDRSZ, s, len);
+	return (uint32) (at - b->data);
+}
+
+static Datum
+abuf_finish(ArrayBuf *b, Oid elemtype)
+{
+	ArrayType  *a = (ArrayType *) b->data;
+
+	if (b->n == 0)
+		return PointerGetDatum(construct_empty_array(elemtype));
+	SET_VARSIZE(a, b->len);
+	a->ndim = 1;
+	a->dataoffset = 0;
+	a->elemtype = elemtype;
+	ARR_DIMS(a)[0] = b->n;
+	ARR_LBOUND(a)[0] = 1;
+	return PointerGetDatum(a);
+}
+
+static inline uint32
+seen_hash_key(void *ids, uint32 offset)
+{
+	const char *t = ((ArrayBuf *) ids)->data + offset;
+
+	return hash_bytes((const unsigned char *) VARDATA(t), VARSIZE(t) - VARHDRSZ);
+}
+
+static inline bool
+seen_equal(void *ids, uint32 a, uint32 b)
+{
+	const char *data = ((ArrayBuf *) ids)->data;
+	const char *ta = data + a;
+	const char *tb = data + b;
+
+	return VARSIZE(ta) == VARSIZE(tb) &&
+		memcmp(VARDATA(ta), VARDATA(tb), VARSIZE(ta) - VARHDRSZ) == 0;
 }
 
 /*
- * Walk the leads argument: an array of elements or one element.  calls fn
- * for each with its 1-based position.
+ * Walk the leads argument: an array of elements or one element.  fn
+ * validates each, given its 1-based position, and returns its lead_id and
+ * payload, which go into the arrays the queueing statement takes.
+ *
+ * Everything fn allocates lives in a context reset after each lead, so a
+ * call's memory is its input, the two arrays and a small hash table of the
+ * lead ids, whatever the leads' validation needs on the way.
  */
 typedef SqsLeadOp *(*lead_elem_fn) (JsonbValue *elem, int pos);
 
-static List *
+static void
+add_lead(ArrayBuf *ids, ArrayBuf *payloads,
+		 seen_hash *seen, MemoryContext lead_cxt, lead_elem_fn fn,
+		 JsonbValue *elem, int pos)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(lead_cxt);
+	SqsLeadOp  *op = fn(elem, pos);
+	uint32		offset;
+
+	MemoryContextSwitchTo(oldcxt);
+	offset = abuf_add_text(ids, op->lead_id);
+	if (seen != NULL)
+	{
+		bool		found;
+		SeenLead   *e = seen_insert(seen, offset, &found);
+
+		if (found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("duplicate lead_id \"%s\" at positions %d and %d",
+							op->lead_id, e->position, pos),
+					 errdetail("A lead_id may appear only once in one call.")));
+		e->position = pos;
+	}
+	abuf_add(payloads, (struct varlena *) op->payload);
+	MemoryContextReset(lead_cxt);
+}
+
+static SqsLeadArrays *
 parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
 				lead_elem_fn fn)
 {
-	List	   *ops = NIL;
-	HTAB	   *seen = NULL;
-	JsonbIterator *it;
+	SqsLeadArrays *out = palloc0(sizeof(SqsLeadArrays));
+	MemoryContext lead_cxt;
+	ArrayBuf	ids;
+	ArrayBuf	payloads;
+	seen_hash  *seen = NULL;
 	JsonbValue	v;
-	JsonbIteratorToken tok;
+	int			count = 1;
 	int			pos = 0;
 
 	if (JB_ROOT_IS_SCALAR(leads))
@@ -489,39 +923,56 @@ parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must be a JSON array or object, not a JSON %s",
 							argname, jsonb_root_type_name(leads))));
-		JsonbExtractScalar(&leads->root, &v);
-		ops = lappend(ops, fn(&v, 1));
-		return ops;
 	}
-	if (JB_ROOT_IS_OBJECT(leads))
+	else if (JB_ROOT_IS_ARRAY(leads))
+	{
+		count = JsonContainerSize(&leads->root);
+		if (count == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must not be an empty array", argname)));
+	}
+
+	lead_cxt = AllocSetContextCreate(CurrentMemoryContext, "squadstack lead",
+									 ALLOCSET_DEFAULT_SIZES);
+	/* a payload is about as large as its lead in the input */
+	abuf_init(&ids, (Size) count * 16);
+	abuf_init(&payloads, VARSIZE(leads) + (Size) count * 16);
+
+	if (JB_ROOT_IS_SCALAR(leads))
+	{
+		JsonbExtractScalar(&leads->root, &v);
+		add_lead(&ids, &payloads, NULL, lead_cxt, fn, &v, 1);
+	}
+	else if (JB_ROOT_IS_OBJECT(leads))
 	{
 		v.type = jbvBinary;
 		v.val.binary.data = &leads->root;
 		v.val.binary.len = VARSIZE(leads) - VARHDRSZ;
-		ops = lappend(ops, fn(&v, 1));
-		return ops;
+		add_lead(&ids, &payloads, NULL, lead_cxt, fn, &v, 1);
 	}
-
-	it = JsonbIteratorInit(&leads->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	else
 	{
-		SqsLeadOp  *op;
+		JsonbIterator *it = JsonbIteratorInit(&leads->root);
+		JsonbIteratorToken tok;
 
-		if (tok != WJB_ELEM)
-			continue;
-		pos++;
-		op = fn(&v, pos);
-		/* made only for arrays: a trigger's single lead pays nothing */
-		if (seen == NULL)
-			seen = lead_id_set();
-		check_unique(seen, op->lead_id, pos);
-		ops = lappend(ops, op);
+		seen = seen_create(CurrentMemoryContext, count, &ids);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (tok != WJB_ELEM)
+				continue;
+			pos++;
+			add_lead(&ids, &payloads, seen, lead_cxt, fn, &v, pos);
+		}
+		seen_destroy(seen);
 	}
-	if (pos == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be an empty array", argname)));
-	return ops;
+	MemoryContextDelete(lead_cxt);
+
+	out->n = ids.n;
+	out->lead_ids = abuf_finish(&ids, TEXTOID);
+	out->payloads = abuf_finish(&payloads, JSONBOID);
+	return out;
 }
 
 static SqsLeadOp *
@@ -530,7 +981,7 @@ create_elem(JsonbValue *elem, int pos)
 	return parse_lead(lead_object(elem, pos), pos, false);
 }
 
-List *
+SqsLeadArrays *
 sqs_parse_create_leads(Jsonb *leads)
 {
 	return parse_lead_list(leads, "leads", false, create_elem);
@@ -553,6 +1004,8 @@ disable_elem(JsonbValue *elem, int pos)
 		n = lead_fields(lead_object(elem, pos), &fields);
 		id = find_field(fields, n, "lead_id");
 		if (id == NULL)
+			check_field_names(fields, n, NULL, pos);
+		if (id == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("missing \"lead_id\" for %s", context),
@@ -565,7 +1018,7 @@ disable_elem(JsonbValue *elem, int pos)
 						 errdetail("A lead to disable is given by its lead_id alone.")));
 	}
 	op->lead_id = sqs_lead_id_from_jsonb(id, context);
-	op->payload = lead_id_payload(id);
+	op->payload = lead_id_payload(op->lead_id, id);
 	return op;
 }
 
@@ -579,11 +1032,11 @@ sqs_parse_lead_id(JsonbValue *id)
 	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
 
 	op->lead_id = sqs_lead_id_from_jsonb(id, "lead at position 1");
-	op->payload = lead_id_payload(id);
+	op->payload = lead_id_payload(op->lead_id, id);
 	return op;
 }
 
-List *
+SqsLeadArrays *
 sqs_parse_disable_leads(Jsonb *lead_ids)
 {
 	return parse_lead_list(lead_ids, "lead_ids", true, disable_elem);

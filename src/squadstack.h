@@ -91,8 +91,22 @@ extern void sqs_push_pair(JsonbParseState **state, const char *key,
 						  JsonbValue *value);
 extern void sqs_push_string_pair(JsonbParseState **state, const char *key,
 								 const char *value);
-extern List *sqs_parse_create_leads(Jsonb *leads);
-extern List *sqs_parse_disable_leads(Jsonb *lead_ids);
+/*
+ * The operations of one call, validated, as the arrays its queueing
+ * statement takes: built in place, one lead at a time.
+ */
+typedef struct SqsLeadArrays
+{
+	int			n;				/* operations */
+	Datum		lead_ids;		/* text[] */
+	Datum		payloads;		/* jsonb[] */
+} SqsLeadArrays;
+
+extern SqsLeadArrays *sqs_parse_create_leads(Jsonb *leads);
+extern SqsLeadArrays *sqs_parse_disable_leads(Jsonb *lead_ids);
+extern void sqs_check_lead_bytes(const char *lead_id, Jsonb *payload);
+extern bool sqs_text_is_blank(const char *s, int len);
+extern const char *sqs_reserved_field_lookalike(const char *key);
 extern SqsLeadOp *sqs_parse_update_lead(Jsonb *lead);
 extern SqsLeadOp *sqs_parse_lead_fields(SqsLeadField *fields, int n, bool is_update);
 extern SqsLeadOp *sqs_parse_lead_id(JsonbValue *id);
@@ -103,6 +117,8 @@ struct _SPI_plan;
 extern struct _SPI_plan *sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes);
 extern int64 sqs_enqueue(const char *campaign, const char *op, List *ops,
 						 bool skip_existing);
+extern int64 sqs_enqueue_arrays(const char *campaign, const char *op,
+								SqsLeadArrays *ops, bool skip_existing);
 
 /* the sync triggers' queue (intake.c) */
 extern Oid	sqs_intake_relid(void);

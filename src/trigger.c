@@ -393,6 +393,7 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 		const char *eq = strchr(arg, '=');
 		char	   *name;
 		const char *value;
+		const char *reserved;
 		int			j;
 
 		if (eq == NULL || eq == arg || eq[1] == '\0')
@@ -406,6 +407,16 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 			parse_option(st, arg, name, value, &seen_delete, &seen_invalid);
 			continue;
 		}
+
+		reserved = sqs_reserved_field_lookalike(name);
+		if (reserved != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid argument \"%s\" of trigger \"%s\" on table \"%s\"",
+							arg, st->trigger_name, st->table_name),
+					 errdetail("Lead field \"%s\" differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
+							   name, reserved),
+					 errhint("Name the field \"%s\".", reserved)));
 
 		for (j = 0; j < st->nfields; j++)
 			if (strcmp(st->fields[j].field, name) == 0)
@@ -890,8 +901,12 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how,
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 
-		/* only an invalid lead is skipped; a cancel or a bug is not */
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		/*
+		 * Only an invalid lead is skipped (a value's error, or a lead over
+		 * squadstack.max_lead_bytes); a cancel or a bug is not.
+		 */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			edata->sqlerrcode != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
 			ReThrowError(edata);
 	}
 	PG_END_TRY();
