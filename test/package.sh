@@ -20,7 +20,7 @@ debs="$SQUADSTACK_CACHE/debs"
 fresh=
 cleanup() {
   if [ -n "$fresh" ]; then
-    remove_root "$fresh"
+    remove_root "$fresh" && rm -f "$fresh.lock"
   fi
 }
 trap cleanup EXIT
@@ -70,7 +70,7 @@ for v in $versions; do
   mkdir "$fresh/squadstack-debs"
   cp "$debs/$v"/*.deb "$fresh/squadstack-debs/"
   in_root "$fresh" bash /squadstack/test/package_check.sh "$v"
-  remove_root "$fresh"
+  remove_root "$fresh" && rm -f "$fresh.lock"
   fresh=
   echo "== installed and checked in a fresh $suite root in $((SECONDS - start)) s"
 done
