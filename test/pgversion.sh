@@ -40,9 +40,14 @@ native_pg_version() {
 }
 
 use_pg_version() {
-  if [ -n "${PG_CONFIG:-}" ]; then
+  if [ -n "${PG_CONFIG:-}" ] && command -v "$PG_CONFIG" >/dev/null; then
     PG_VERSION=$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')
+  elif [ -n "${PG_CONFIG:-}" ] && [ -z "${PG_VERSION:-}" ]; then
+    echo "PG_CONFIG=$PG_CONFIG: no such program" >&2
+    return 1
   else
+    # PG_CONFIG may name a pg_config that test/setup.sh has yet to
+    # install: PG_VERSION says which
     PG_VERSION=${PG_VERSION:-$(native_pg_version)}
     PG_CONFIG=/usr/lib/postgresql/$PG_VERSION/bin/pg_config
   fi

@@ -47,12 +47,17 @@ minbase_tarball() {
     [ -s "$tarball" ] && exit 0
     if ! command -v debootstrap >/dev/null; then
       echo "== installing debootstrap" >&2
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1 ||
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+      apt-get -o Acquire::Check-Valid-Until=false update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
     fi
     local tmp mirror
+    # what a run stopped half-way left behind
+    find "$dir" -maxdepth 1 -type d -name "$suite.??????" -exec rm -rf --one-file-system {} +
     tmp=$(mktemp -d "$dir/$suite.XXXXXX")
     trap 'rm -rf --one-file-system "$tmp"' EXIT
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
+    trap 'exit 129' HUP
     mirror=$(debian_mirror)
     echo "== debootstrap --variant=minbase $suite ($mirror)" >&2
     if ! debootstrap --variant=minbase "$suite" "$tmp/root" "$mirror" >"$tmp/log" 2>&1; then

@@ -29,6 +29,20 @@ versions=${PG_VERSIONS:-15 17 18}
 packages=${SQUADSTACK_PACKAGES:-1}
 native_suite=$(this_suite)
 
+passed=0
+failed=0
+run() {
+  local name=$1 start=$SECONDS; shift
+  echo "== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "== ok: $name ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1))
+    echo "== FAILED: $name ($((SECONDS - start)) s)"
+  fi
+}
+
 # The roots, and the packages in them, are made in the background at the
 # lowest priority while the first version's tests run: making them costs
 # minutes, mostly waiting for the mirror.  A root's lock makes its tests
@@ -43,7 +57,16 @@ stop_preparing() {
   rm -f "$prepare_log"
 }
 trap stop_preparing EXIT
-if [ "${SQUADSTACK_PREPARE:-1}" = 1 ]; then
+need_roots=0
+for v in $versions; do in_a_root "$v" && need_roots=1; done
+[ "$packages" = 1 ] && need_roots=1
+if [ "$need_roots" = 1 ] && ! command -v debootstrap >/dev/null; then
+  # here, before anything else uses apt on this machine
+  echo "== installing debootstrap"
+  apt-get -o Acquire::Check-Valid-Until=false update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+fi
+if [ "${SQUADSTACK_PREPARE:-1}" = 1 ] && [ "$need_roots" = 1 ]; then
   prepare=(prepare)
   [ "$packages" = 1 ] && prepare=(prepare --minbase)
   # shellcheck disable=SC2086
