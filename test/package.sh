@@ -10,12 +10,14 @@
 #   PG_VERSIONS=17 bash test/package.sh
 #
 # SQUADSTACK_IN_ROOTS=1 builds in a root even for this machine's own
-# version.  The packages are left in $SQUADSTACK_CACHE/debs.
+# version.  SQUADSTACK_AUTOPKGTEST_VERSIONS limits the autopkgtest to the
+# versions it names (default: every version).  The packages are left in $SQUADSTACK_CACHE/debs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/roots.sh
 
 versions=${PG_VERSIONS:-15 17 18}
+autopkgtest_versions=${SQUADSTACK_AUTOPKGTEST_VERSIONS:-$versions}
 debs="$SQUADSTACK_CACHE/debs"
 fresh=
 cleanup() {
@@ -38,7 +40,10 @@ for v in $versions; do
     PG_VERSION=$v bash test/package_build.sh "$debs/$v"
     echo "== built in $((SECONDS - start)) s: $(cd "$debs/$v" && echo *.deb)"
     start=$SECONDS
-    PG_VERSION=$v bash test/autopkgtest.sh "$debs/$v"
+    if [[ " $autopkgtest_versions " == *" $v "* ]]; then
+      PG_VERSION=$v bash test/autopkgtest.sh "$debs/$v"
+      echo "== autopkgtest passed in $((SECONDS - start)) s"
+    fi
   else
     root=$(test_root "$suite")
     copy_tree "$root/squadstack"
@@ -47,10 +52,12 @@ for v in $versions; do
     cp "$root"/squadstack-debs/*.deb "$debs/$v/"
     echo "== built in $((SECONDS - start)) s: $(cd "$debs/$v" && echo *.deb)"
     start=$SECONDS
-    in_root "$root" PG_VERSION="$v" bash /squadstack/test/autopkgtest.sh /squadstack-debs
+    if [[ " $autopkgtest_versions " == *" $v "* ]]; then
+      in_root "$root" PG_VERSION="$v" bash /squadstack/test/autopkgtest.sh /squadstack-debs
+      echo "== autopkgtest passed in $((SECONDS - start)) s"
+    fi
     rm -rf "$root/squadstack-debs"
   fi
-  echo "== autopkgtest passed in $((SECONDS - start)) s"
 
   start=$SECONDS
   mkdir -p "$SQUADSTACK_CACHE/tmp"
