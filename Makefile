@@ -3,6 +3,10 @@
 PG_CONFIG ?= pg_config
 
 EXTENSION = squadstack
+# The version is default_version in squadstack.control and nowhere else: the
+# library (SQS_VERSION), META.json and the release tarball take it from here.
+EXTVERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" \
+	$(dir $(firstword $(MAKEFILE_LIST)))$(EXTENSION).control)
 MODULE_big = squadstack
 OBJS = \
 	src/backoff.o \
@@ -38,9 +42,24 @@ REGRESS_OPTS = --load-extension=squadstack
 # The server headers are included as system headers so that -Wextra judges
 # only this extension's code.
 PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server) \
-	$(shell pkg-config --cflags json-c)
+	$(shell pkg-config --cflags json-c) -DSQS_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK = -lcurl $(shell pkg-config --libs json-c)
 
+EXTRA_CLEAN = META.json $(DISTNAME).tar.gz
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXN's metadata, with the version filled in
+META.json: META.json.in $(EXTENSION).control
+	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< >$@
+
+# The release tarball (for PGXN too): the committed tree at HEAD, and
+# META.json.  Uncommitted changes are not in it.
+DISTNAME = $(EXTENSION)-$(EXTVERSION)
+dist: META.json
+	git archive --format=tar.gz --prefix=$(DISTNAME)/ --add-file=META.json \
+		-o $(DISTNAME).tar.gz HEAD
+
+.PHONY: dist

@@ -33,6 +33,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "outcome.h"
 #include "squadstack.h"
 
@@ -147,7 +148,7 @@ parse_iso8601(const char *s, TimestampTz *result)
 		return false;
 	if (ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0)
 		return false;
-	if (DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 || dtype != DTK_DATE)
+	if (sqs_DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 || dtype != DTK_DATE)
 		return false;
 	if (!has_offset)
 	{
