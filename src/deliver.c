@@ -42,10 +42,16 @@
 #include "utils/timestamp.h"
 
 #include "backoff.h"
+#include "deliver.h"
 #include "erase.h"
+#include "guc.h"
 #include "http.h"
+#include "intake.h"
 #include "limiter.h"
+#include "notify.h"
+#include "spi_util.h"
 #include "squadstack.h"
+#include "token.h"
 #include "version.h"
 
 /* how a call's answer moves its operations on */

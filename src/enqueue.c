@@ -20,7 +20,13 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "enqueue.h"
+#include "intake.h"
+#include "lead.h"
+#include "notify.h"
+#include "spi_util.h"
 #include "squadstack.h"
+#include "token.h"
 
 PG_FUNCTION_INFO_V1(squadstack_create_leads);
 PG_FUNCTION_INFO_V1(squadstack_disable_leads);
@@ -56,23 +62,6 @@ campaign_arg(FunctionCallInfo fcinfo)
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	sqs_check_campaign(campaign);
 	return campaign;
-}
-
-SPIPlanPtr
-sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	/*
-	 * Always the generic plan: given the arrays, custom plans look cheaper
-	 * to the plan cache, which then plans every call again, and planning
-	 * is most of what a call with one lead (a sync trigger's row) costs.
-	 */
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-										  CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
 }
 
 /*

@@ -25,6 +25,8 @@
 #include "utils/builtins.h"
 
 #include "erase.h"
+#include "intake.h"
+#include "spi_util.h"
 #include "squadstack.h"
 
 #define ERASED "[erased]"

@@ -21,10 +21,10 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/latch.h"
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
@@ -34,7 +34,10 @@
 #include "utils/wait_event.h"
 
 #include "backoff.h"
-
+#include "deliver.h"
+#include "guc.h"
+#include "job.h"
+#include "responses.h"
 #include "squadstack.h"
 
 PG_FUNCTION_INFO_V1(squadstack_flush);

@@ -51,6 +51,9 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "intake.h"
+#include "notify.h"
+#include "spi_util.h"
 #include "squadstack.h"
 
 /* squadstack.intake's columns, as the extension script creates them */

@@ -22,6 +22,8 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "guc.h"
+#include "lead.h"
 #include "phone.h"
 #include "squadstack.h"
 

@@ -32,8 +32,13 @@
 #include "utils/wait_event.h"
 
 #include "http.h"
+#include "job.h"
+#include "lead.h"
 #include "limiter.h"
+#include "responses.h"
+#include "spi_util.h"
 #include "squadstack.h"
+#include "token.h"
 
 PG_FUNCTION_INFO_V1(squadstack_sync_responses);
 

@@ -17,6 +17,7 @@
 #include "pgstat.h"
 #include "utils/snapmgr.h"
 
+#include "spi_util.h"
 #include "squadstack.h"
 #include "worker.h"
 

@@ -25,6 +25,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "notify.h"
 #include "squadstack.h"
 #include "worker.h"
 

@@ -14,12 +14,12 @@
 #include "catalog/pg_proc.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
-#include "pgstat.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/guc.h"
-#include "utils/snapmgr.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "spi_util.h"
@@ -42,6 +42,36 @@ sqs_end_step(void)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Prepare a statement and keep its plan for the life of the process.
+ * Always the generic plan: given arrays, custom plans look cheaper to the
+ * plan cache, which then plans every call again, and planning is most of
+ * what a call with one lead (a sync trigger's row) costs.
+ */
+SPIPlanPtr
+sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+										  CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Run a kept plan; an unexpected result is an internal error.
+ */
+void
+sqs_exec_plan(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, args, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "squadstack statement failed: %s", SPI_result_code_string(rc));
 }
 
 /*

@@ -11,6 +11,13 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
+
+/* statements kept for the life of the process, always with a generic plan */
+extern SPIPlanPtr sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes);
+extern void sqs_exec_plan(SPIPlanPtr plan, Datum *args, const char *nulls,
+						  int expected);
+
 /* run one statement inside SPI; an unexpected result is an internal error */
 extern void sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
 					 const char *nulls, int expected);

@@ -22,7 +22,10 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "guc.h"
+#include "spi_util.h"
 #include "squadstack.h"
+#include "token.h"
 
 PG_FUNCTION_INFO_V1(squadstack_token_status);
 

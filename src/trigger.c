@@ -61,6 +61,10 @@
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 
+#include "enqueue.h"
+#include "intake.h"
+#include "lead.h"
+#include "spi_util.h"
 #include "squadstack.h"
 
 PG_FUNCTION_INFO_V1(squadstack_sync_trigger);

@@ -34,15 +34,16 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "guc.h"
+#include "lead.h"
 #include "outcome.h"
+#include "spi_util.h"
 #include "squadstack.h"
 
 PG_FUNCTION_INFO_V1(squadstack_receive_webhook);
 PG_FUNCTION_INFO_V1(squadstack_webhook_inbox_apply);
 PG_FUNCTION_INFO_V1(squadstack_reapply);
 
-char	   *sqs_webhook_secret = NULL;
-char	   *sqs_webhook_timezone = NULL;
 
 /* inbox columns the trigger sets */
 #define INBOX_NCOLS 7

@@ -33,13 +33,14 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "deliver.h"
+#include "guc.h"
+#include "spi_util.h"
 #include "squadstack.h"
 #include "worker.h"
 
 PGDLLEXPORT void squadstack_worker_main(Datum arg);
 
-char	   *sqs_database_name = NULL;
-int			sqs_retention_s = 7 * 86400;
 
 /* calls per round: between rounds the worker re-reads its configuration */
 #define CALLS_PER_ROUND 20

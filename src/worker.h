@@ -57,8 +57,6 @@ extern void sqs_worker_report(const char *waiting_for, TimestampTz until,
 							  int calls, int errors);
 
 /* worker.c */
-extern char *sqs_database_name;
-extern int	sqs_retention_s;
 extern void sqs_worker_register(void);
 
 /* retention.c */

@@ -41,7 +41,9 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "lead.h"
 #include "outcome.h"
+#include "spi_util.h"
 #include "squadstack.h"
 
 PG_FUNCTION_INFO_V1(squadstack_writeback);

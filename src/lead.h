@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ *
+ * lead.h
+ *		Validating campaigns and leads (lead.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SQS_LEAD_H
+#define SQS_LEAD_H
+
+#include "squadstack.h"
+
+/* campaign and lead validation (lead.c) */
+extern void sqs_check_campaign(const char *campaign);
+extern char *sqs_lead_id_from_jsonb(JsonbValue *v, const char *context);
+
+/* one key/value pair of a lead object, as found at its top level */
+typedef struct SqsLeadField
+{
+	char	   *key;
+	JsonbValue	value;			/* scalar, or jbvBinary for a container */
+} SqsLeadField;
+
+
+
+extern void sqs_push_pair(JsonbParseState **state, const char *key,
+						  JsonbValue *value);
+extern void sqs_push_string_pair(JsonbParseState **state, const char *key,
+								 const char *value);
+/*
+ * The operations of one call, validated, as the arrays its queueing
+ * statement takes: built in place, one lead at a time.
+ */
+typedef struct SqsLeadArrays
+{
+	int			n;				/* operations */
+	Datum		lead_ids;		/* text[] */
+	Datum		payloads;		/* jsonb[] */
+} SqsLeadArrays;
+
+extern SqsLeadArrays *sqs_parse_create_leads(Jsonb *leads);
+extern SqsLeadArrays *sqs_parse_disable_leads(Jsonb *lead_ids);
+extern void sqs_check_lead_bytes(const char *lead_id, Jsonb *payload);
+extern bool sqs_text_is_blank(const char *s, int len);
+extern const char *sqs_reserved_field_lookalike(const char *key);
+extern SqsLeadOp *sqs_parse_update_lead(Jsonb *lead);
+extern SqsLeadOp *sqs_parse_lead_fields(SqsLeadField *fields, int n, bool is_update);
+extern SqsLeadOp *sqs_parse_lead_id(JsonbValue *id);
+extern int	sqs_jsonb_key_cmp(const char *a, const char *b);
+
+#endif							/* SQS_LEAD_H */

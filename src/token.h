@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * token.h
+ *		Access tokens: lookup and digest (token.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SQS_TOKEN_H
+#define SQS_TOKEN_H
+
+#include "squadstack.h"
+
+/* access tokens (token.c) */
+extern char *sqs_campaign_token(const char *campaign, const SqsConfig *cfg);
+extern char *sqs_token_id(const char *token);
+extern const char *sqs_token_problem(const char *token);
+
+#endif							/* SQS_TOKEN_H */
