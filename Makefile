@@ -20,6 +20,8 @@ OBJS = \
 	src/intake.o \
 	src/job.o \
 	src/lead.o \
+	src/lead_list.o \
+	src/lead_text.o \
 	src/limiter.o \
 	src/op.o \
 	src/phone.o \
@@ -34,6 +36,7 @@ OBJS = \
 	src/trigger.o \
 	src/trigger_args.o \
 	src/webhook.o \
+	src/webhook_payload.o \
 	src/worker.o \
 	src/writeback.o
 

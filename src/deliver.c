@@ -38,7 +38,6 @@
 #include "outbox.h"
 #include "registry.h"
 #include "spi_util.h"
-#include "version.h"
 
 const char *
 sqs_wait_text(SqsWait wait)

@@ -21,13 +21,11 @@
 #include "utils/jsonb.h"
 
 #include "enqueue.h"
+#include "guc.h"
 #include "intake.h"
-#include "lead.h"
-#include "notify.h"
 #include "registry.h"
+#include "shmem.h"
 #include "spi_util.h"
-#include "squadstack.h"
-#include "token.h"
 
 PG_FUNCTION_INFO_V1(squadstack_create_leads);
 PG_FUNCTION_INFO_V1(squadstack_disable_leads);

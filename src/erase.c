@@ -25,10 +25,9 @@
 #include "utils/builtins.h"
 
 #include "erase.h"
-#include "lead.h"
 #include "intake.h"
+#include "lead.h"
 #include "spi_util.h"
-#include "squadstack.h"
 
 #define ERASED "[erased]"
 

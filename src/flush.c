@@ -56,11 +56,11 @@ squadstack_sync_responses(PG_FUNCTION_ARGS)
 
 	memset(&job, 0, sizeof(job));
 	job.kind = SQS_JOB_SYNC_RESPONSES;
-	strlcpy(job.campaign, campaign, sizeof(job.campaign));
+	strlcpy(job.responses.campaign, campaign, sizeof(job.responses.campaign));
 	if (!PG_ARGISNULL(1))
 	{
-		job.has_since = true;
-		job.since = PG_GETARG_TIMESTAMPTZ(1);
+		job.responses.has_since = true;
+		job.responses.since = PG_GETARG_TIMESTAMPTZ(1);
 	}
 	PG_RETURN_INT64(sqs_run_job(&job));
 }

@@ -18,7 +18,6 @@
 #include "utils/guc.h"
 
 #include "guc.h"
-#include "token.h"
 
 char	   *sqs_api_url = NULL;
 char	   *sqs_token = NULL;
@@ -47,6 +46,21 @@ static const struct config_enum_entry phone_format_options[] = {
 };
 
 
+
+
+const char *
+sqs_token_problem(const char *token)
+{
+	const char *p;
+
+	if (strlen(token) >= SQS_TOKEN_MAX)
+		return "A token must be shorter than 1024 bytes.";
+	/* it becomes an HTTP header */
+	for (p = token; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+			return "A token must not contain control characters.";
+	return NULL;
+}
 
 /*
  * The token goes wherever api_url points, so only http and https URLs of a

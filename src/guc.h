@@ -35,4 +35,7 @@ extern char *sqs_database_name;
 
 extern void sqs_define_gucs(void);
 
+/* why a token is not fit for an HTTP header, or NULL */
+extern const char *sqs_token_problem(const char *token);
+
 #endif							/* SQS_GUC_H */

@@ -52,9 +52,8 @@
 #include "utils/rel.h"
 
 #include "intake.h"
-#include "notify.h"
+#include "shmem.h"
 #include "spi_util.h"
-#include "squadstack.h"
 
 /* squadstack.intake's columns, as the extension script creates them */
 enum

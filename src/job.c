@@ -37,8 +37,6 @@
 #include "deliver.h"
 #include "guc.h"
 #include "job.h"
-#include "responses.h"
-#include "squadstack.h"
 
 PGDLLEXPORT void squadstack_job_main(Datum arg);
 
@@ -225,7 +223,7 @@ squadstack_job_main(Datum arg)
 		if (shared->job.kind == SQS_JOB_FLUSH)
 			shared->result = flush_run(&shared->cfg, shared->job.max_calls);
 		else
-			shared->result = sqs_sync_responses_run(&shared->cfg, &shared->job);
+			shared->result = sqs_sync_responses_run(&shared->cfg, &shared->job.responses);
 		shared->done = true;
 	}
 	PG_CATCH();

@@ -8,6 +8,7 @@
 #ifndef SQS_JOB_H
 #define SQS_JOB_H
 
+#include "responses.h"
 #include "squadstack.h"
 
 /* API work run in a background worker for the calling session (flush.c) */
@@ -21,9 +22,7 @@ typedef struct SqsJob
 {
 	SqsJobKind	kind;
 	int			max_calls;		/* flush: 0 for no limit */
-	char		campaign[SQS_MAX_CAMPAIGN_LEN + 1]; /* sync_responses */
-	bool		has_since;
-	TimestampTz since;
+	SqsResponsesRequest responses;	/* sync_responses */
 } SqsJob;
 
 extern int64 sqs_run_job(const SqsJob *job);

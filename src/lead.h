@@ -8,6 +8,8 @@
 #ifndef SQS_LEAD_H
 #define SQS_LEAD_H
 
+#include "mb/pg_wchar.h"
+
 #include "squadstack.h"
 
 /* campaign and lead validation (lead.c) */
@@ -41,6 +43,19 @@ typedef struct SqsLeadArrays
 extern SqsLeadArrays *sqs_parse_create_leads(Jsonb *leads);
 extern SqsLeadArrays *sqs_parse_disable_leads(Jsonb *lead_ids);
 extern void sqs_check_lead_bytes(const char *lead_id, Jsonb *payload);
+
+/* one lead object, validated (lead.c), for lead_list.c */
+extern JsonbContainer *sqs_lead_object(JsonbValue *elem, int pos);
+extern SqsLeadOp *sqs_parse_lead(JsonbContainer *obj, int pos, bool is_update);
+extern Jsonb *sqs_lead_id_payload(const char *lead_id, JsonbValue *id);
+extern SqsLeadOp *sqs_parse_disable_elem(JsonbValue *elem, int pos);
+
+/* lead_text.c */
+extern const char *sqs_jsonb_type_name(const JsonbValue *v);
+extern const char *sqs_jsonb_root_type_name(Jsonb *jb);
+extern int	sqs_next_char(const char *s, int len, pg_wchar *c);
+extern int64 sqs_json_pair_bytes(const char *key, int keylen, const JsonbValue *v, bool first);
+extern void sqs_check_lead_size(const char *lead_id, int64 bytes);
 extern bool sqs_text_is_blank(const char *s, int len);
 extern const char *sqs_reserved_field_lookalike(const char *key);
 extern SqsLeadOp *sqs_parse_update_lead(Jsonb *lead);

@@ -39,7 +39,4 @@ typedef struct SqsOutcome
 	bool		erased;			/* the lead was deleted: keep no personal data */
 } SqsOutcome;
 
-/* writeback.c: write an applied outcome into the campaign's CRM tables */
-extern void sqs_writeback_apply(const SqsOutcome *o);
-
 #endif							/* SQS_OUTCOME_H */

@@ -22,9 +22,9 @@
 
 #include "backoff.h"
 #include "limiter.h"
-#include "notify.h"
 #include "outbox.h"
 #include "registry.h"
+#include "shmem.h"
 #include "spi_util.h"
 
 /* how a call's answer moves its operations on */

@@ -31,13 +31,9 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "http.h"
-#include "job.h"
-#include "lead.h"
 #include "limiter.h"
 #include "responses.h"
 #include "spi_util.h"
-#include "squadstack.h"
 #include "token.h"
 
 
@@ -56,7 +52,7 @@ unix_seconds(TimestampTz ts)
 
 /* Where to start: the given time, else where the last sync got to. */
 static bool
-start_cursor(const SqsJob *job, TimestampTz *cursor)
+start_cursor(const SqsResponsesRequest *job, TimestampTz *cursor)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -180,7 +176,7 @@ save_cursor(const char *campaign, TimestampTz latest, bool has_latest, int64 sto
 }
 
 int64
-sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
+sqs_sync_responses_run(const SqsConfig *cfg, const SqsResponsesRequest *job)
 {
 	char	   *token;
 	char	   *token_id = NULL;

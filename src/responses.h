@@ -8,9 +8,17 @@
 #ifndef SQS_RESPONSES_H
 #define SQS_RESPONSES_H
 
-#include "job.h"
+#include "squadstack.h"
 
 /* pulling outcomes from the responses endpoint (responses.c) */
-extern int64 sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job);
+/* what to pull: a campaign's outcomes, since a time or where the last sync stopped */
+typedef struct SqsResponsesRequest
+{
+	char		campaign[SQS_MAX_CAMPAIGN_LEN + 1];
+	bool		has_since;
+	TimestampTz since;
+} SqsResponsesRequest;
+
+extern int64 sqs_sync_responses_run(const SqsConfig *cfg, const SqsResponsesRequest *req);
 
 #endif							/* SQS_RESPONSES_H */

@@ -17,9 +17,8 @@
 #include "pgstat.h"
 #include "utils/snapmgr.h"
 
+#include "retention.h"
 #include "spi_util.h"
-#include "squadstack.h"
-#include "worker.h"
 
 #define RETENTION_BATCH 1000
 /* bounded: a huge backlog of old rows is worked off over several runs */

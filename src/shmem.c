@@ -25,11 +25,8 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "notify.h"
-#include "squadstack.h"
-#include "worker.h"
+#include "shmem.h"
 
-PG_FUNCTION_INFO_V1(squadstack_worker_status);
 
 static SqsWorkerShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -262,60 +259,3 @@ sqs_worker_report(const char *waiting_for, TimestampTz until, int calls, int err
 	SpinLockRelease(&shared->mutex);
 }
 
-/*
- * squadstack_worker_status(): whether the worker runs, its pid and
- * database, what it waits for and until when, calls and errors since it
- * started.
- */
-Datum
-squadstack_worker_status(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8];
-	SqsWorkerShared copy;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-
-	memset(nulls, true, sizeof(nulls));
-	values[0] = BoolGetDatum(false);
-	nulls[0] = false;
-
-	if (shared != NULL)
-	{
-		SpinLockAcquire(&shared->mutex);
-		memcpy(&copy, shared, sizeof(copy));
-		SpinLockRelease(&shared->mutex);
-
-		if (copy.pid != 0)
-		{
-			char	   *dbname = get_database_name(copy.database);
-
-			values[0] = BoolGetDatum(true);
-			values[1] = Int32GetDatum(copy.pid);
-			nulls[1] = false;
-			if (dbname != NULL)
-			{
-				values[2] = CStringGetTextDatum(dbname);
-				nulls[2] = false;
-			}
-			if (copy.waiting_for[0] != '\0')
-			{
-				values[3] = CStringGetTextDatum(copy.waiting_for);
-				nulls[3] = false;
-			}
-			if (copy.wait_until != 0)
-			{
-				values[4] = TimestampTzGetDatum(copy.wait_until);
-				nulls[4] = false;
-			}
-			values[5] = Int64GetDatum(copy.calls);
-			values[6] = Int64GetDatum(copy.errors);
-			values[7] = TimestampTzGetDatum(copy.started_at);
-			nulls[5] = nulls[6] = nulls[7] = false;
-		}
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}

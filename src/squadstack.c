@@ -13,7 +13,7 @@
 #include "utils/guc.h"
 
 #include "guc.h"
-#include "version.h"
+#include "shmem.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;

@@ -24,27 +24,13 @@
 
 #include "guc.h"
 #include "spi_util.h"
-#include "squadstack.h"
 #include "token.h"
-
-PG_FUNCTION_INFO_V1(squadstack_token_status);
 
 /* Hex digits of the digest kept; 128 bits tell tokens apart well enough. */
 #define TOKEN_ID_HEX 32
 
-const char *
-sqs_token_problem(const char *token)
-{
-	const char *p;
+PG_FUNCTION_INFO_V1(squadstack_token_status);
 
-	if (strlen(token) >= SQS_TOKEN_MAX)
-		return "A token must be shorter than 1024 bytes.";
-	/* it becomes an HTTP header */
-	for (p = token; *p; p++)
-		if ((unsigned char) *p < 0x20 || *p == 0x7f)
-			return "A token must not contain control characters.";
-	return NULL;
-}
 
 /*
  * The token a campaign's calls use: its own from squadstack.tokens, else

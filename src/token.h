@@ -13,6 +13,5 @@
 /* access tokens (token.c) */
 extern char *sqs_campaign_token(const char *campaign, const SqsConfig *cfg);
 extern char *sqs_token_id(const char *token);
-extern const char *sqs_token_problem(const char *token);
 
 #endif							/* SQS_TOKEN_H */

@@ -63,9 +63,7 @@
 
 #include "enqueue.h"
 #include "intake.h"
-#include "lead.h"
 #include "spi_util.h"
-#include "squadstack.h"
 #include "trigger_args.h"
 
 PG_FUNCTION_INFO_V1(squadstack_sync_trigger);

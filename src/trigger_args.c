@@ -39,11 +39,8 @@
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 
-#include "enqueue.h"
-#include "intake.h"
 #include "lead.h"
 #include "spi_util.h"
-#include "squadstack.h"
 #include "trigger_args.h"
 
 

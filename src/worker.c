@@ -18,8 +18,10 @@
 
 #include "access/twophase.h"
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -28,6 +30,7 @@
 #include "storage/latch.h"
 #include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -35,11 +38,14 @@
 
 #include "deliver.h"
 #include "guc.h"
+#include "retention.h"
+#include "shmem.h"
 #include "spi_util.h"
-#include "squadstack.h"
 #include "worker.h"
 
 PGDLLEXPORT void squadstack_worker_main(Datum arg);
+
+PG_FUNCTION_INFO_V1(squadstack_worker_status);
 
 
 /* calls per round: between rounds the worker re-reads its configuration */
@@ -278,4 +284,63 @@ squadstack_worker_main(Datum arg)
 			ResetLatch(MyLatch);
 		}
 	}
+}
+
+/*
+ * squadstack_worker_status(): whether the worker runs, its pid and
+ * database, what it waits for and until when, calls and errors since it
+ * started.
+ */
+Datum
+squadstack_worker_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8];
+	SqsWorkerShared copy;
+	SqsWorkerShared *shared = sqs_worker_shared();
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = BoolGetDatum(false);
+	nulls[0] = false;
+
+	if (shared != NULL)
+	{
+		SpinLockAcquire(&shared->mutex);
+		memcpy(&copy, shared, sizeof(copy));
+		SpinLockRelease(&shared->mutex);
+
+		if (copy.pid != 0)
+		{
+			char	   *dbname = get_database_name(copy.database);
+
+			values[0] = BoolGetDatum(true);
+			values[1] = Int32GetDatum(copy.pid);
+			nulls[1] = false;
+			if (dbname != NULL)
+			{
+				values[2] = CStringGetTextDatum(dbname);
+				nulls[2] = false;
+			}
+			if (copy.waiting_for[0] != '\0')
+			{
+				values[3] = CStringGetTextDatum(copy.waiting_for);
+				nulls[3] = false;
+			}
+			if (copy.wait_until != 0)
+			{
+				values[4] = TimestampTzGetDatum(copy.wait_until);
+				nulls[4] = false;
+			}
+			values[5] = Int64GetDatum(copy.calls);
+			values[6] = Int64GetDatum(copy.errors);
+			values[7] = TimestampTzGetDatum(copy.started_at);
+			nulls[5] = nulls[6] = nulls[7] = false;
+		}
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

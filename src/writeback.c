@@ -42,9 +42,8 @@
 #include "utils/syscache.h"
 
 #include "lead.h"
-#include "outcome.h"
 #include "spi_util.h"
-#include "squadstack.h"
+#include "writeback.h"
 
 PG_FUNCTION_INFO_V1(squadstack_writeback);
 PG_FUNCTION_INFO_V1(squadstack_drop_writeback);
