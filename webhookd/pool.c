@@ -111,16 +111,16 @@ wh_pool_destroy(WhPool *pool)
 
 /*
  * Connect.  Settings given here come before the connection string, so the
- * connection string can override them; the application name comes after
- * it only as a fallback.
+ * connection string can override them, but libpq's environment (PGAPPNAME,
+ * PGOPTIONS, PGCONNECT_TIMEOUT) cannot.
  */
 static PGconn *
 connect_db(WhPool *pool)
 {
-	const char *const keywords[] = {"connect_timeout", "options", "dbname",
-	"fallback_application_name", NULL};
+	const char *const keywords[] = {"connect_timeout", "options",
+	"application_name", "dbname", NULL};
 	const char *values[] = {pool->connect_timeout, pool->options,
-	pool->conninfo, "squadstack-webhookd", NULL};
+	"squadstack-webhookd", pool->conninfo, NULL};
 	PGconn	   *conn;
 
 	conn = PQconnectdbParams(keywords, values, 1);
