@@ -85,13 +85,19 @@ append_escaped(char *out, size_t outlen, size_t *pos, const char *s, size_t len)
 		if (c > 0x20 && c < 0x7f && c != '%' && c != '"' && c != '\\')
 		{
 			if (*pos + 1 >= outlen)
+			{
+				out[*pos] = '\0';
 				return false;
+			}
 			out[(*pos)++] = c;
 		}
 		else
 		{
 			if (*pos + 3 >= outlen)
+			{
+				out[*pos] = '\0';
 				return false;
+			}
 			out[(*pos)++] = '%';
 			out[(*pos)++] = hex[c >> 4];
 			out[(*pos)++] = hex[c & 15];
