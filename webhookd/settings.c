@@ -81,6 +81,10 @@ static const WhSettingDef setting_defs[] = {
 
 #define N_SETTINGS (sizeof(setting_defs) / sizeof(setting_defs[0]))
 
+_Static_assert(sizeof(setting_defs) / sizeof(setting_defs[0]) <=
+			   sizeof(((WhSettingsState *) 0)->source) / sizeof(WhSource),
+			   "WhSettingsState.source is too small");
+
 static void set_error(char *errbuf, size_t errlen, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
 
