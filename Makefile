@@ -10,15 +10,21 @@ EXTVERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" \
 MODULE_big = squadstack
 OBJS = \
 	src/backoff.o \
+	src/claim.o \
 	src/deliver.o \
 	src/erase.o \
 	src/enqueue.o \
 	src/flush.o \
+	src/guc.o \
 	src/http.o \
 	src/intake.o \
+	src/job.o \
 	src/lead.o \
 	src/limiter.o \
+	src/op.o \
 	src/phone.o \
+	src/record.o \
+	src/registry.o \
 	src/responses.o \
 	src/retention.o \
 	src/shmem.o \
@@ -26,6 +32,7 @@ OBJS = \
 	src/squadstack.o \
 	src/token.o \
 	src/trigger.o \
+	src/trigger_args.o \
 	src/webhook.o \
 	src/worker.o \
 	src/writeback.o

@@ -24,6 +24,7 @@
 #include "intake.h"
 #include "lead.h"
 #include "notify.h"
+#include "registry.h"
 #include "spi_util.h"
 #include "squadstack.h"
 #include "token.h"
@@ -41,7 +42,6 @@ static SPIPlanPtr create_plan = NULL;
 static SPIPlanPtr create_skip_plan = NULL;
 static bool create_skip_plan_has_intake = false;
 static SPIPlanPtr one_plan = NULL;
-static SPIPlanPtr register_plan = NULL;
 
 static void
 check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
@@ -81,14 +81,6 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 		one_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
 								"VALUES ($1, $2, $3, $4)",
 								4, argtypes);
-	if (register_plan == NULL)
-		register_plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
-									 "VALUES ($1, $2, 'queued') "
-									 "ON CONFLICT (campaign_id, lead_id) DO UPDATE "
-									 "SET status = 'queued', updated_at = now() "
-									 "WHERE l.status = ANY ('{deleted,failed}')",
-									 2, argtypes);
-
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = CStringGetTextDatum(lop->lead_id);
 	args[2] = CStringGetTextDatum(op);
@@ -97,11 +89,8 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not queue lead operation: %s", SPI_result_code_string(rc));
 	if (strcmp(op, "create") == 0)
-	{
-		rc = SPI_execute_plan(register_plan, args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not register lead: %s", SPI_result_code_string(rc));
-	}
+		sqs_registry_mark_queued(campaign,
+								 PointerGetDatum(construct_array_builtin(&args[1], 1, TEXTOID)));
 	SPI_finish();
 	sqs_note_work(campaign);
 	return 1;
@@ -162,14 +151,8 @@ create_sql(bool skip_existing, bool has_intake)
 					"ins AS ("
 					"  INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload)"
 					"  SELECT $1, u.lead_id, $3, u.payload FROM u ORDER BY u.n"
-					"  RETURNING lead_id),"
-					"reg AS ("
-					"  INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
-					"  SELECT $1, lead_id, 'queued' FROM ins"
-					"  ON CONFLICT (campaign_id, lead_id) DO UPDATE"
-					"  SET status = 'queued', updated_at = now()"
-					"  WHERE l.status = ANY ('{deleted,failed}')) "
-					"SELECT count(*) FROM ins",
+					"  RETURNING lead_id) "
+					"SELECT count(*), array_agg(lead_id) FROM ins",
 					!skip_existing ? "" :
 					"WHERE NOT EXISTS ("
 					"    SELECT 1 FROM squadstack.leads l"
@@ -190,7 +173,7 @@ create_sql(bool skip_existing, bool has_intake)
 /*
  * Insert one outbox row per operation, in the arrays' order, so ids follow
  * the order the caller gave.  A create also enters the lead in the
- * registry (squadstack.leads) as queued; with skip_existing, a lead the
+ * registry (squadstack.leads) as queued (registry.c); with skip_existing, a lead the
  * registry already knows (queued, created, disabled or converted) is left
  * out.  Returns the number of operations queued.
  */
@@ -251,6 +234,9 @@ sqs_enqueue_arrays(const char *campaign, const char *op, SqsLeadArrays *ops,
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
 		queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (queued > 0)
+			sqs_registry_mark_queued(campaign, SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	else
 	{

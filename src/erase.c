@@ -25,13 +25,12 @@
 #include "utils/builtins.h"
 
 #include "erase.h"
+#include "lead.h"
 #include "intake.h"
 #include "spi_util.h"
 #include "squadstack.h"
 
 #define ERASED "[erased]"
-/* the longest error deliver.c keeps (MAX_ERROR_TEXT there) */
-#define MAX_KEPT_ERROR 8192
 
 static bool
 is_word_char(char c)
@@ -184,7 +183,7 @@ erase_from_call_errors(Datum ids)
 		char	   *error = SPI_getvalue(calls->vals[i], calls->tupdesc, 2);
 		bool		any = false;
 		/* an error kept at its longest was cut: a value may end it, cut too */
-		bool		cut = strlen(error) >= MAX_KEPT_ERROR - 4;
+		bool		cut = strlen(error) >= SQS_MAX_ERROR_TEXT - 4;
 		uint64		v;
 
 		CHECK_FOR_INTERRUPTS();
@@ -219,6 +218,70 @@ erase_from_call_errors(Datum ids)
 }
 
 /*
+ * What erasing means for an outcome: no phone, name, recording or
+ * responses.  The UPDATE of squadstack.lead_outcomes below erases the same
+ * columns of a stored outcome.
+ */
+void
+sqs_erase_outcome(SqsOutcome *o)
+{
+	o->erased = true;
+	o->fields[SQS_FIELD_PHONE_NUMBER] = NULL;
+	o->fields[SQS_FIELD_CONTACT_NAME] = NULL;
+	o->fields[SQS_FIELD_LATEST_RECORDING_URL] = NULL;
+	o->lead_responses = NULL;
+}
+
+/*
+ * {"campaign_id": ..., "lead_id": ..., "erased": true}: what the erasure
+ * after an accepted delete leaves of a webhook payload.
+ */
+Jsonb *
+sqs_erased_inbox_payload(const char *campaign_id, const char *lead_id)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	erased;
+
+	erased.type = jbvBool;
+	erased.val.boolean = true;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	sqs_push_string_pair(&state, "campaign_id", campaign_id);
+	sqs_push_string_pair(&state, "lead_id", lead_id);
+	sqs_push_pair(&state, "erased", &erased);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/* The inbox keeps only what sqs_erased_inbox_payload() leaves. */
+static void
+erase_inbox(Datum delete_ids)
+{
+	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, TEXTOID};
+	Datum		args[3];
+	SPITupleTable *leads;
+	uint64		n;
+	uint64		i;
+
+	args[0] = delete_ids;
+	sqs_exec("SELECT DISTINCT campaign_id, lead_id FROM squadstack.outbox WHERE id = ANY ($1)",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
+	leads = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		char	   *campaign = SPI_getvalue(leads->vals[i], leads->tupdesc, 1);
+		char	   *lead = SPI_getvalue(leads->vals[i], leads->tupdesc, 2);
+
+		args[0] = JsonbPGetDatum(sqs_erased_inbox_payload(campaign, lead));
+		args[1] = CStringGetTextDatum(campaign);
+		args[2] = CStringGetTextDatum(lead);
+		argtypes[0] = JSONBOID;
+		sqs_exec("UPDATE squadstack.webhook_inbox SET payload = $1"
+				 " WHERE campaign_id = $2 AND lead_id = $3",
+				 3, argtypes, args, NULL, SPI_OK_UPDATE);
+	}
+}
+
+/*
  * SquadStack accepted the deletes whose outbox ids are given: erase those
  * leads' personal data that the extension itself holds.
  */
@@ -237,10 +300,6 @@ sqs_erase_deleted_leads(Datum delete_ids)
 		"  AND o.id <= d.id",
 		"UPDATE squadstack.lead_outcomes SET phone_number = NULL, contact_name = NULL,"
 		" latest_recording_url = NULL, lead_responses = NULL, updated_at = now() "
-		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
-		"                                 WHERE id = ANY ($1))",
-		"UPDATE squadstack.webhook_inbox SET"
-		" payload = jsonb_build_object('campaign_id', campaign_id, 'lead_id', lead_id, 'erased', true) "
 		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
 		"                                 WHERE id = ANY ($1))",
 		"UPDATE squadstack.sync_skipped SET row_data = NULL, error = 'erased' "
@@ -268,4 +327,5 @@ sqs_erase_deleted_leads(Datum delete_ids)
 				 1, argtypes, args, NULL, SPI_OK_UPDATE);
 	for (i = 0; i < lengthof(queries); i++)
 		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
+	erase_inbox(delete_ids);
 }

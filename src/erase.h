@@ -10,7 +10,11 @@
 
 #include "postgres.h"
 
+#include "outcome.h"
+
 extern void sqs_erase_deleted_leads(Datum delete_ids);
+extern void sqs_erase_outcome(SqsOutcome *o);
+extern Jsonb *sqs_erased_inbox_payload(const char *campaign_id, const char *lead_id);
 extern char *sqs_replace_words(const char *text, const char *word,
 							   const char *with, bool cut_tail, bool *changed);
 

@@ -4,6 +4,9 @@
  *		The rate limiter, the call log (squadstack.api_calls) and token
  *		pauses (squadstack.token_state).
  *
+ * Campaigns backed off after errors in the extension itself are kept in
+ * squadstack.campaign_state, here too.
+ *
  * The limiter is a sliding-window log kept in squadstack.api_calls: a call
  * is admitted when fewer than rate_limit calls with the same token started
  * within the window (plus a small margin).  Admission is serialised per
@@ -245,3 +248,42 @@ sqs_token_answered(const char *token_id)
 			 "WHERE token_id = $1 AND pause_count > 0",
 			 1, argtypes, args, NULL, SPI_OK_UPDATE);
 }
+
+/*
+ * An error in the extension itself struck a call of the campaign (see
+ * deliver.c): back it off, exponentially from retry_base up to retry_max,
+ * so that other campaigns go first.
+ */
+void
+sqs_campaign_backoff(const SqsConfig *cfg, const char *campaign, const char *error)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
+	Datum		args[4];
+
+	args[0] = CStringGetTextDatum(campaign);
+	args[1] = CStringGetTextDatum(error);
+	args[2] = Int32GetDatum(cfg->retry_base_ms);
+	args[3] = Int32GetDatum(cfg->retry_max_ms);
+	sqs_exec("INSERT INTO squadstack.campaign_state AS s"
+			 " (campaign_id, failures, backoff_until, last_error)"
+			 " VALUES ($1, 1, clock_timestamp() + $3 * interval '1 millisecond', $2)"
+			 " ON CONFLICT (campaign_id) DO UPDATE SET"
+			 "  failures = s.failures + 1,"
+			 "  backoff_until = clock_timestamp()"
+			 "    + least($3 * 2 ^ s.failures, $4) * interval '1 millisecond',"
+			 "  last_error = $2, updated_at = now()",
+			 4, argtypes, args, NULL, SPI_OK_INSERT);
+}
+
+/* The API answered the campaign's call: it is no longer backed off. */
+void
+sqs_campaign_answered(const char *campaign)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	args[0] = CStringGetTextDatum(campaign);
+	sqs_exec("DELETE FROM squadstack.campaign_state WHERE campaign_id = $1",
+			 1, argtypes, args, NULL, SPI_OK_DELETE);
+}
+

@@ -43,4 +43,9 @@ extern bool sqs_pause_token_if_needed(const SqsConfig *cfg, const char *token_id
 									  const SqsHttpResult *res);
 extern void sqs_token_answered(const char *token_id);
 
+/* campaigns backed off after errors in the extension itself */
+extern void sqs_campaign_backoff(const SqsConfig *cfg, const char *campaign,
+								 const char *error);
+extern void sqs_campaign_answered(const char *campaign);
+
 #endif							/* SQS_LIMITER_H */

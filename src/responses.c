@@ -40,36 +40,11 @@
 #include "squadstack.h"
 #include "token.h"
 
-PG_FUNCTION_INFO_V1(squadstack_sync_responses);
 
 #define PAGE_SIZE 100
 #define MAX_PAGES 100000
 /* the longest a sync waits for rate budget before giving up */
 #define MAX_BUDGET_WAIT_MS (10 * 60 * 1000)
-
-Datum
-squadstack_sync_responses(PG_FUNCTION_ARGS)
-{
-	SqsJob		job;
-	char	   *campaign;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("campaign must not be null")));
-	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	sqs_check_campaign(campaign);
-
-	memset(&job, 0, sizeof(job));
-	job.kind = SQS_JOB_SYNC_RESPONSES;
-	strlcpy(job.campaign, campaign, sizeof(job.campaign));
-	if (!PG_ARGISNULL(1))
-	{
-		job.has_since = true;
-		job.since = PG_GETARG_TIMESTAMPTZ(1);
-	}
-	PG_RETURN_INT64(sqs_run_job(&job));
-}
 
 /* seconds since the Unix epoch, as the endpoint's filters want them */
 static double

@@ -21,6 +21,8 @@
 #define SQS_URL_MAX				1024
 #define SQS_TOKEN_MAX			1024
 #define SQS_PATTERN_MAX			256
+/* the longest text of an API answer kept as an error */
+#define SQS_MAX_ERROR_TEXT		8192
 
 typedef enum SqsPhoneFormat
 {

@@ -34,9 +34,11 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "erase.h"
 #include "guc.h"
 #include "lead.h"
 #include "outcome.h"
+#include "registry.h"
 #include "spi_util.h"
 #include "squadstack.h"
 
@@ -57,8 +59,6 @@ static const char *const text_fields[SQS_NUM_TEXT_FIELDS] = {
 
 static SPIPlanPtr upsert_plan = NULL;
 static SPIPlanPtr current_plan = NULL;
-static SPIPlanPtr deleted_plan = NULL;
-static SPIPlanPtr registry_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 
 /* ---------- timestamps ---------- */
@@ -345,12 +345,11 @@ apply(SqsOutcome *o, int64 inbox_id)
 	bool		isnull;
 	TimestampTz current;
 
-	/* registry_plan is prepared last: if any prepare fails, all are retried */
-	if (registry_plan == NULL)
+	/* current_plan is prepared last: if any prepare fails, all are retried */
+	if (current_plan == NULL)
 	{
 		Oid			types[11] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID, INT8OID};
-		Oid			rtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 
 		if (upsert_plan == NULL)
 			upsert_plan = sqs_prepare_kept("INSERT INTO squadstack.lead_outcomes AS o"
@@ -371,26 +370,9 @@ apply(SqsOutcome *o, int64 inbox_id)
 								   "  updated_at = now()"
 								   " WHERE o.processed_at < excluded.processed_at",
 								   11, types);
-		if (current_plan == NULL)
-			current_plan = sqs_prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
-									" WHERE campaign_id = $1 AND lead_id = $2",
-									2, types);
-		if (deleted_plan == NULL)
-			deleted_plan = sqs_prepare_kept("SELECT status = 'deleted' FROM squadstack.leads"
-									" WHERE campaign_id = $1 AND lead_id = $2 FOR UPDATE",
-									2, types);
-		registry_plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l"
-									 " (campaign_id, lead_id, status, last_outcome, last_processed_at)"
-									 " VALUES ($1, $2, 'created', $3, $4)"
-									 " ON CONFLICT (campaign_id, lead_id) DO UPDATE SET"
-									 "  last_outcome = excluded.last_outcome,"
-									 "  last_processed_at = excluded.last_processed_at,"
-									 "  status = CASE WHEN l.status IN ('queued', 'failed')"
-									 "           THEN 'created' ELSE l.status END,"
-									 "  updated_at = now()"
-									 " WHERE l.last_processed_at IS NULL"
-									 "    OR l.last_processed_at < excluded.last_processed_at",
-									 4, rtypes);
+		current_plan = sqs_prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
+										" WHERE campaign_id = $1 AND lead_id = $2",
+										2, types);
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -408,20 +390,10 @@ apply(SqsOutcome *o, int64 inbox_id)
 	 * not a weaker one, spares concurrent outcomes of one lead a deadlock
 	 * upgrading it.)
 	 */
-	rc = SPI_execute_plan(deleted_plan, args, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the lead registry: %s", SPI_result_code_string(rc));
-	if (SPI_processed > 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-	{
-		o->erased = true;
-		o->fields[SQS_FIELD_PHONE_NUMBER] = NULL;
-		o->fields[SQS_FIELD_CONTACT_NAME] = NULL;
-		o->fields[SQS_FIELD_LATEST_RECORDING_URL] = NULL;
-		o->lead_responses = NULL;
-	}
+	if (sqs_registry_lock_is_deleted(o->campaign_id, o->lead_id))
+		sqs_erase_outcome(o);
 
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < SQS_NUM_TEXT_FIELDS; i++)
 	{
 		if (o->fields[i] != NULL)
 			args[2 + i] = CStringGetTextDatum(o->fields[i]);
@@ -455,14 +427,8 @@ apply(SqsOutcome *o, int64 inbox_id)
 		return current == o->processed_at ? "duplicate" : "stale";
 	}
 
-	{
-		Datum		rargs[4] = {args[0], args[1], args[4], args[7]};
-		char		rnulls[4] = {' ', ' ', nulls[4], ' '};
-
-		rc = SPI_execute_plan(registry_plan, rargs, rnulls, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not update the lead registry: %s", SPI_result_code_string(rc));
-	}
+	sqs_registry_note_outcome(o->campaign_id, o->lead_id,
+							  o->fields[SQS_FIELD_LEAD_OUTCOME], o->processed_at);
 	return "applied";
 }
 
@@ -524,24 +490,6 @@ apply_guarded(SqsOutcome *o, int64 inbox_id, bool reapplying, char **error)
 	return "apply_failed";
 }
 
-/*
- * {"campaign_id": ..., "lead_id": ..., "erased": true}: what the erasure
- * after an accepted delete leaves of a webhook payload (deliver.c).
- */
-static Jsonb *
-erased_payload(const char *campaign_id, const char *lead_id)
-{
-	JsonbParseState *state = NULL;
-	JsonbValue	erased;
-
-	erased.type = jbvBool;
-	erased.val.boolean = true;
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	sqs_push_string_pair(&state, "campaign_id", campaign_id);
-	sqs_push_string_pair(&state, "lead_id", lead_id);
-	sqs_push_pair(&state, "erased", &erased);
-	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
-}
 
 /*
  * BEFORE INSERT trigger on squadstack.webhook_inbox: fills in status,
@@ -639,7 +587,7 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 	if (o.erased)
 	{
 		/* the inbox keeps what an erasure leaves of a payload */
-		values[1] = JsonbPGetDatum(erased_payload(o.campaign_id, o.lead_id));
+		values[1] = JsonbPGetDatum(sqs_erased_inbox_payload(o.campaign_id, o.lead_id));
 		nulls[1] = false;
 		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, 1, attnums + 1, values + 1, nulls + 1);
 	}
