@@ -430,7 +430,7 @@ def mask_webhook_url(url):
     if "{campaign}" in segments:
         after = segments.index("{campaign}") + 1
         secret = after if after < len(segments) and segments[after] else None
-    elif len(filled) > 1:
+    elif filled:
         secret = filled[-1]
     if secret is not None:
         segments[secret] = "***"

@@ -812,6 +812,9 @@ class WebhookTest(DoubleTestCase):
                 code, _, text = self.http("POST", "/_double/config", {key: value}, token=None)
                 self.assertEqual(code, 400, (key, url, text))
         self.assertEqual(self.control("GET", "config"), before)
+        self.control("POST", "config", {"webhook_urls": {"camp1": "http://[::1]:8080/k"}})
+        self.assertEqual(self.control("GET", "config")["webhook_urls"],
+                         {"camp1": "http://[::1]:8080/***"})
         for url in ("http://localhost:8080/x/{campaign}/k", "http://[::1]:8080/k",
                     "http://127.0.0.1/squadstack/webhook/{campaign}/s?token=t"):
             self.control("POST", "config", {"webhook_url": url})
