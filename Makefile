@@ -73,3 +73,13 @@ dist: META.json
 		-o $(DISTNAME).tar.gz HEAD
 
 .PHONY: dist
+
+# squadstack-webhookd, the webhook receiver: its own PGXS Makefile in
+# webhookd/ (PGXS builds one of MODULE_big or PROGRAM per Makefile)
+all: webhookd-all
+install: webhookd-install
+uninstall: webhookd-uninstall
+clean: webhookd-clean
+webhookd-all webhookd-install webhookd-uninstall webhookd-clean:
+	$(MAKE) -C webhookd $(patsubst webhookd-%,%,$@) PG_CONFIG=$(PG_CONFIG)
+.PHONY: webhookd-all webhookd-install webhookd-uninstall webhookd-clean
