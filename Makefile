@@ -4,7 +4,7 @@ PG_CONFIG ?= pg_config
 
 EXTENSION = squadstack
 # The version is default_version in squadstack.control and nowhere else: the
-# library (SQS_VERSION), META.json and the release tarball take it from here.
+# library (SQUADSTACK_VERSION), META.json and the release tarball take it from here.
 EXTVERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" \
 	$(dir $(firstword $(MAKEFILE_LIST)))$(EXTENSION).control)
 MODULE_big = squadstack
@@ -52,7 +52,7 @@ REGRESS_OPTS = --load-extension=squadstack
 # The server headers are included as system headers so that -Wextra judges
 # only this extension's code.
 PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server) \
-	$(shell pkg-config --cflags json-c) -DSQS_VERSION='"$(EXTVERSION)"'
+	$(shell pkg-config --cflags json-c) -DSQUADSTACK_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK = -lcurl $(shell pkg-config --libs json-c)
 

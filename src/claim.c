@@ -44,18 +44,18 @@ typedef enum LeaseResult
 #define MAX_FAIL_FAST 100
 
 static char *
-op_url(const SqsConfig *cfg, SqsOp op, const char *campaign)
+op_url(const SquadstackConfig *cfg, SquadstackOp op, const char *campaign)
 {
 	size_t		len = strlen(cfg->api_url);
 
 	while (len > 0 && cfg->api_url[len - 1] == '/')
 		len--;
-	return psprintf("%.*s/leads/%s/%s/", (int) len, cfg->api_url, sqs_op_name(op), campaign);
+	return psprintf("%.*s/leads/%s/%s/", (int) len, cfg->api_url, squadstack_op_name(op), campaign);
 }
 
 /* Note a time when something may become sendable, and why. */
 static void
-consider(SqsDeliveryResult *r, TimestampTz when, SqsWait why)
+consider(SquadstackDeliveryResult *r, TimestampTz when, SquadstackWait why)
 {
 	if (r->next_wakeup == 0 || when < r->next_wakeup)
 	{
@@ -66,9 +66,9 @@ consider(SqsDeliveryResult *r, TimestampTz when, SqsWait why)
 
 /* Note a campaign with due work that cannot be sent before a time. */
 static void
-note_blocked(SqsDeliveryResult *r, const char *campaign, TimestampTz until)
+note_blocked(SquadstackDeliveryResult *r, const char *campaign, TimestampTz until)
 {
-	if (r->nblocked == SQS_MAX_BLOCKED)
+	if (r->nblocked == SQUADSTACK_MAX_BLOCKED)
 	{
 		r->blocked_overflow = true;
 		return;
@@ -88,7 +88,7 @@ note_blocked(SqsDeliveryResult *r, const char *campaign, TimestampTz until)
 static void
 recover_leases(void)
 {
-	sqs_exec("WITH r AS ("
+	squadstack_exec("WITH r AS ("
 			 "  UPDATE squadstack.outbox o"
 			 "  SET state = 'queued', batch_limit = 1, next_attempt_at = now(), uncertain = true,"
 			 "      lease_pid = NULL, leased_at = NULL, lease_expires_at = NULL"
@@ -128,7 +128,7 @@ recover_leases(void)
  * false if there is none; *op and *batch_limit (0: none) describe it.
  */
 static bool
-first_sendable(const char *campaign, SqsOp *op, int *batch_limit)
+first_sendable(const char *campaign, SquadstackOp *op, int *batch_limit)
 {
 	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
 	Datum		args[3];
@@ -141,7 +141,7 @@ first_sendable(const char *campaign, SqsOp *op, int *batch_limit)
 		Datum		failed_create;
 
 		CHECK_FOR_INTERRUPTS();
-		sqs_exec("SELECT o.op, o.batch_limit, o.id,"
+		squadstack_exec("SELECT o.op, o.batch_limit, o.id,"
 				 "  CASE WHEN o.op IN ('update', 'convert') THEN ("
 				 "    SELECT f.id FROM squadstack.outbox f"
 				 "    WHERE f.campaign_id = o.campaign_id AND f.lead_id = o.lead_id"
@@ -164,12 +164,12 @@ first_sendable(const char *campaign, SqsOp *op, int *batch_limit)
 			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 
 			*batch_limit = isnull ? 0 : DatumGetInt32(d);
-			*op = sqs_op_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+			*op = squadstack_op_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 			return true;
 		}
 		args[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 		args[2] = failed_create;
-		sqs_exec("UPDATE squadstack.outbox SET state = 'failed',"
+		squadstack_exec("UPDATE squadstack.outbox SET state = 'failed',"
 				 " error = pg_catalog.format('not sent: the create of lead \"%s\" failed"
 				 " (operation %s)', lead_id, $3::text) "
 				 "WHERE id = $2",
@@ -189,7 +189,7 @@ fail_too_large(Datum id, int64 size, int max)
 	args[1] = CStringGetTextDatum(psprintf("the operation has " INT64_FORMAT " bytes as JSON, "
 										   "more than squadstack.max_request_bytes (%d): not sent",
 										   size, max));
-	sqs_exec("UPDATE squadstack.outbox SET state = 'failed', error = $2 WHERE id = $1",
+	squadstack_exec("UPDATE squadstack.outbox SET state = 'failed', error = $2 WHERE id = $1",
 			 2, argtypes, args, NULL, SPI_OK_UPDATE);
 }
 
@@ -205,13 +205,13 @@ fail_too_large(Datum id, int64 size, int max)
  * left are better spent on fuller batches.
  */
 static LeaseResult
-lease_operations(const SqsConfig *cfg, const char *campaign, SqsBatch *b,
-				 bool scarce, SqsDeliveryResult *r, MemoryContext cxt)
+lease_operations(const SquadstackConfig *cfg, const char *campaign, SquadstackBatch *b,
+				 bool scarce, SquadstackDeliveryResult *r, MemoryContext cxt)
 {
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
-	SqsOp		op;
+	SquadstackOp		op;
 	int			batch_limit;
 	int			limit;
 	bool		batched;
@@ -229,7 +229,7 @@ lease_operations(const SqsConfig *cfg, const char *campaign, SqsBatch *b,
 
 	if (!first_sendable(campaign, &op, &batch_limit))
 		return LEASE_NONE;
-	batched = sqs_op_is_batched(op);
+	batched = squadstack_op_is_batched(op);
 	limit = batched ? cfg->batch_size : 1;
 	if (batch_limit > 0)
 	{
@@ -239,11 +239,11 @@ lease_operations(const SqsConfig *cfg, const char *campaign, SqsBatch *b,
 	else
 		nulls[2] = 'n';
 	args[0] = CStringGetTextDatum(campaign);
-	args[1] = CStringGetTextDatum(sqs_op_name(op));
+	args[1] = CStringGetTextDatum(squadstack_op_name(op));
 	args[3] = Int32GetDatum(limit);
 
 	/* sizes first: the payloads are read only for what fits */
-	sqs_exec("SELECT o.id, o.attempts, o.uncertain, octet_length(o.payload::text),"
+	squadstack_exec("SELECT o.id, o.attempts, o.uncertain, octet_length(o.payload::text),"
 			 "  o.created_at "
 			 "FROM squadstack.outbox o "
 			 "WHERE o.campaign_id = $1 AND o.op = $2 AND o.state = 'queued'"
@@ -301,7 +301,7 @@ lease_operations(const SqsConfig *cfg, const char *campaign, SqsBatch *b,
 
 		if (until > GetCurrentTimestamp())
 		{
-			consider(r, until, SQS_WAIT_FULLER_BATCH);
+			consider(r, until, SQUADSTACK_WAIT_FULLER_BATCH);
 			note_blocked(r, campaign, until);
 			return LEASE_LINGER;
 		}
@@ -314,7 +314,7 @@ lease_operations(const SqsConfig *cfg, const char *campaign, SqsBatch *b,
 		StringInfoData body;
 
 		pargs[0] = PointerGetDatum(construct_array_builtin(ids, n, INT8OID));
-		sqs_exec("SELECT o.payload::text FROM unnest($1) WITH ORDINALITY AS u(id, n)"
+		squadstack_exec("SELECT o.payload::text FROM unnest($1) WITH ORDINALITY AS u(id, n)"
 				 " JOIN squadstack.outbox o ON o.id = u.id ORDER BY u.n",
 				 1, pargtypes, pargs, NULL, SPI_OK_SELECT);
 		if (SPI_processed != (uint64) n)
@@ -339,7 +339,7 @@ lease_operations(const SqsConfig *cfg, const char *campaign, SqsBatch *b,
 		b->ids = ids;
 		b->attempts = attempts;
 		b->uncertain = uncertain;
-		b->method = sqs_op_method(op);
+		b->method = squadstack_op_method(op);
 		b->url = op_url(cfg, op, campaign);
 		MemoryContextSwitchTo(old);
 	}
@@ -348,18 +348,18 @@ lease_operations(const SqsConfig *cfg, const char *campaign, SqsBatch *b,
 
 /* Write the api_calls row that admits the call, and lease its operations. */
 static void
-start_call(const SqsConfig *cfg, SqsBatch *b)
+start_call(const SquadstackConfig *cfg, SquadstackBatch *b)
 {
 	Oid			largtypes[3] = {INT8OID, INT8ARRAYOID, INT8OID};
 	Datum		largs[3];
 
-	b->call_id = sqs_log_call_start(b->token_id, b->campaign, sqs_op_name(b->op),
+	b->call_id = squadstack_log_call_start(b->token_id, b->campaign, squadstack_op_name(b->op),
 								   b->method, b->n);
 
 	largs[0] = Int64GetDatum(b->call_id);
 	largs[1] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
 	largs[2] = Int64GetDatum((int64) cfg->request_timeout_ms + LEASE_SLACK_MS);
-	sqs_exec("UPDATE squadstack.outbox SET state = 'sending', call_id = $1,"
+	squadstack_exec("UPDATE squadstack.outbox SET state = 'sending', call_id = $1,"
 			 " lease_pid = pg_backend_pid(), leased_at = now(),"
 			 " lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' "
 			 "WHERE id = ANY ($2)",
@@ -370,24 +370,24 @@ start_call(const SqsConfig *cfg, SqsBatch *b)
 typedef struct Refused
 {
 	char	   *token_id;
-	SqsAdmit	admit;
+	SquadstackAdmit	admit;
 } Refused;
 
-static SqsWait
-admission_wait(SqsAdmission a)
+static SquadstackWait
+admission_wait(SquadstackAdmission a)
 {
 	switch (a)
 	{
-		case SQS_NO_RATE_SLOT:
-			return SQS_WAIT_RATE_SLOT;
-		case SQS_TOKEN_PAUSED:
-			return SQS_WAIT_PAUSED_TOKEN;
-		case SQS_TOKEN_REFUSED:
-			return SQS_WAIT_TOKEN_CHANGE;
-		case SQS_ADMITTED:
+		case SQUADSTACK_NO_RATE_SLOT:
+			return SQUADSTACK_WAIT_RATE_SLOT;
+		case SQUADSTACK_TOKEN_PAUSED:
+			return SQUADSTACK_WAIT_PAUSED_TOKEN;
+		case SQUADSTACK_TOKEN_REFUSED:
+			return SQUADSTACK_WAIT_TOKEN_CHANGE;
+		case SQUADSTACK_ADMITTED:
 			break;
 	}
-	return SQS_WAIT_WORK;
+	return SQUADSTACK_WAIT_WORK;
 }
 
 /*
@@ -398,7 +398,7 @@ admission_wait(SqsAdmission a)
  * sendable (0 if unknown), why, and which campaigns wait for what.
  */
 bool
-sqs_claim(const SqsConfig *cfg, SqsBatch *b, SqsDeliveryResult *r, MemoryContext cxt,
+squadstack_claim(const SquadstackConfig *cfg, SquadstackBatch *b, SquadstackDeliveryResult *r, MemoryContext cxt,
 		  char *campaign_out, size_t campaign_size)
 {
 	uint64		ncampaigns;
@@ -408,10 +408,10 @@ sqs_claim(const SqsConfig *cfg, SqsBatch *b, SqsDeliveryResult *r, MemoryContext
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	MemoryContext old;
 
-	sqs_lock_intake();
+	squadstack_lock_intake();
 	recover_leases();
 
-	sqs_exec("WITH RECURSIVE q(campaign_id) AS ("
+	squadstack_exec("WITH RECURSIVE q(campaign_id) AS ("
 			 "  (SELECT campaign_id FROM squadstack.outbox WHERE state = 'queued'"
 			 "   ORDER BY campaign_id LIMIT 1)"
 			 "  UNION ALL"
@@ -450,7 +450,7 @@ sqs_claim(const SqsConfig *cfg, SqsBatch *b, SqsDeliveryResult *r, MemoryContext
 		Datum		backoff = SPI_getbinval(tup, found->tupdesc, 3, &isnull);
 		char	   *token;
 		char	   *token_id;
-		SqsAdmit	admit;
+		SquadstackAdmit	admit;
 		ListCell   *lc;
 		Refused    *was_refused = NULL;
 		LeaseResult leased;
@@ -459,23 +459,23 @@ sqs_claim(const SqsConfig *cfg, SqsBatch *b, SqsDeliveryResult *r, MemoryContext
 		strlcpy(campaign_out, campaign, campaign_size);
 		if (!isnull && DatumGetTimestampTz(backoff) > now)
 		{
-			consider(r, DatumGetTimestampTz(backoff), SQS_WAIT_BACKOFF);
+			consider(r, DatumGetTimestampTz(backoff), SQUADSTACK_WAIT_BACKOFF);
 			note_blocked(r, campaign, DatumGetTimestampTz(backoff));
 			continue;
 		}
 		if (due > now)
 		{
-			consider(r, due, SQS_WAIT_RETRY);
+			consider(r, due, SQUADSTACK_WAIT_RETRY);
 			continue;
 		}
-		token = sqs_campaign_token(campaign, cfg);
+		token = squadstack_campaign_token(campaign, cfg);
 		if (token == NULL)
 		{
 			/* shown as paused in queue_status; a new token wakes the worker */
 			note_blocked(r, campaign, 0);
 			continue;
 		}
-		token_id = sqs_token_id(token);
+		token_id = squadstack_token_id(token);
 
 		/*
 		 * A token refused once stays refused in this claim: a slot that
@@ -493,7 +493,7 @@ sqs_claim(const SqsConfig *cfg, SqsBatch *b, SqsDeliveryResult *r, MemoryContext
 			note_blocked(r, campaign, was_refused->admit.until);
 			continue;
 		}
-		if (sqs_admit_call(cfg, token_id, &admit) != SQS_ADMITTED)
+		if (squadstack_admit_call(cfg, token_id, &admit) != SQUADSTACK_ADMITTED)
 		{
 			Refused    *rf = palloc(sizeof(Refused));
 
@@ -509,7 +509,7 @@ sqs_claim(const SqsConfig *cfg, SqsBatch *b, SqsDeliveryResult *r, MemoryContext
 		}
 
 		/* the intake's oldest operations join the outbox as the call needs them */
-		sqs_absorb_intake(campaign, Min(Max(cfg->batch_size * 2, 100), MAX_INTAKE_MOVE));
+		squadstack_absorb_intake(campaign, Min(Max(cfg->batch_size * 2, 100), MAX_INTAKE_MOVE));
 
 		leased = lease_operations(cfg, campaign, b,
 								  admit.used * 2 >= cfg->rate_limit, r, cxt);

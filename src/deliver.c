@@ -40,25 +40,25 @@
 #include "spi_util.h"
 
 const char *
-sqs_wait_text(SqsWait wait)
+squadstack_wait_text(SquadstackWait wait)
 {
 	switch (wait)
 	{
-		case SQS_WAIT_WORK:
+		case SQUADSTACK_WAIT_WORK:
 			return "work";
-		case SQS_WAIT_RETRY:
+		case SQUADSTACK_WAIT_RETRY:
 			return "a retry";
-		case SQS_WAIT_RATE_SLOT:
+		case SQUADSTACK_WAIT_RATE_SLOT:
 			return "a rate slot";
-		case SQS_WAIT_PAUSED_TOKEN:
+		case SQUADSTACK_WAIT_PAUSED_TOKEN:
 			return "a paused token";
-		case SQS_WAIT_TOKEN_CHANGE:
+		case SQUADSTACK_WAIT_TOKEN_CHANGE:
 			return "a token to be changed";
-		case SQS_WAIT_BACKOFF:
+		case SQUADSTACK_WAIT_BACKOFF:
 			return "a campaign to be retried after errors";
-		case SQS_WAIT_FULLER_BATCH:
+		case SQUADSTACK_WAIT_FULLER_BATCH:
 			return "a fuller batch";
-		case SQS_WAIT_ERROR:
+		case SQUADSTACK_WAIT_ERROR:
 			return "a retry after an error";
 	}
 	return "work";
@@ -69,7 +69,7 @@ sqs_wait_text(SqsWait wait)
  * sync job), right after it connects, as a superuser.
  */
 void
-sqs_set_delivery_session(int lock_timeout_ms)
+squadstack_set_delivery_session(int lock_timeout_ms)
 {
 	char		timeout[32];
 
@@ -102,17 +102,17 @@ sqs_set_delivery_session(int lock_timeout_ms)
  * UPDATE it is older).  Must run in a transaction.
  */
 bool
-sqs_schema_is_current(void)
+squadstack_schema_is_current(void)
 {
 	bool		current;
 	bool		isnull;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 
-	args[0] = CStringGetTextDatum(SQS_VERSION);
+	args[0] = CStringGetTextDatum(SQUADSTACK_VERSION);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	sqs_exec("SELECT extversion = $1"
+	squadstack_exec("SELECT extversion = $1"
 			 " FROM pg_catalog.pg_extension WHERE extname = 'squadstack'",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	current = SPI_processed == 1 &&
@@ -124,7 +124,7 @@ sqs_schema_is_current(void)
 
 
 /* the campaign being claimed, for the error handler (not palloc'd) */
-static char current_campaign[SQS_MAX_CAMPAIGN_LEN + 1];
+static char current_campaign[SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
 
 /* where in a call an error struck */
 typedef enum CallStage
@@ -143,7 +143,7 @@ typedef enum CallStage
  * is left to lease recovery.
  */
 static void
-record_failure(const SqsConfig *cfg, const SqsBatch *b, CallStage stage,
+record_failure(const SquadstackConfig *cfg, const SquadstackBatch *b, CallStage stage,
 			   const char *campaign, const char *message)
 {
 	char	   *error;
@@ -153,12 +153,12 @@ record_failure(const SqsConfig *cfg, const SqsBatch *b, CallStage stage,
 					 stage == STAGE_CALL ? "make the call" : "record the answer",
 					 message);
 
-	sqs_begin_step("squadstack: recording an error");
+	squadstack_begin_step("squadstack: recording an error");
 	if (stage != STAGE_CLAIM && b->call_id != 0)
-		sqs_record_failed_call(cfg, b->call_id, error, stage == STAGE_RECORD);
+		squadstack_record_failed_call(cfg, b->call_id, error, stage == STAGE_RECORD);
 	if (campaign[0] != '\0')
-		sqs_campaign_backoff(cfg, campaign, error);
-	sqs_end_step();
+		squadstack_campaign_backoff(cfg, campaign, error);
+	squadstack_end_step();
 }
 
 /*
@@ -168,11 +168,11 @@ record_failure(const SqsConfig *cfg, const SqsBatch *b, CallStage stage,
  * worker.
  */
 static void
-recover_from_error(const SqsConfig *cfg, const SqsBatch *b, CallStage stage,
+recover_from_error(const SquadstackConfig *cfg, const SquadstackBatch *b, CallStage stage,
 				   MemoryContext errcxt)
 {
 	ErrorData  *edata;
-	char		campaign[SQS_MAX_CAMPAIGN_LEN + 1];
+	char		campaign[SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
 	char	   *message;
 
 	HOLD_INTERRUPTS();
@@ -215,9 +215,9 @@ retry_pending_records(MemoryContext errcxt)
 
 	PG_TRY();
 	{
-		sqs_begin_step("squadstack: updating the lead registry");
-		left = sqs_registry_apply_pending();
-		sqs_end_step();
+		squadstack_begin_step("squadstack: updating the lead registry");
+		left = squadstack_registry_apply_pending();
+		squadstack_end_step();
 	}
 	PG_CATCH();
 	{
@@ -233,7 +233,7 @@ retry_pending_records(MemoryContext errcxt)
 }
 
 void
-sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
+squadstack_deliver(const SquadstackConfig *cfg, int max_calls, SquadstackDeliveryResult *result)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext,
 											  "squadstack delivery",
@@ -246,13 +246,13 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 	Assert(!IsTransactionState());
 	memset(result, 0, sizeof(*result));
 
-	(void) sqs_registry_take_deferred();
+	(void) squadstack_registry_take_deferred();
 	result->records_pending = retry_pending_records(errcxt);
 
 	while (max_calls <= 0 || result->calls < max_calls)
 	{
-		SqsBatch	b;
-		SqsHttpResult res;
+		SquadstackBatch	b;
+		SquadstackHttpResult res;
 		volatile CallStage stage = STAGE_CLAIM;
 		volatile bool claimed = false;
 		volatile bool failed = false;
@@ -263,16 +263,16 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 		memset(&b, 0, sizeof(b));
 		current_campaign[0] = '\0';
 		result->next_wakeup = 0;
-		result->waiting_for = SQS_WAIT_WORK;
+		result->waiting_for = SQUADSTACK_WAIT_WORK;
 		result->nblocked = 0;
 		result->blocked_overflow = false;
 
 		PG_TRY();
 		{
-			sqs_begin_step("squadstack: claiming operations");
-			claimed = sqs_claim(cfg, &b, result, cxt,
+			squadstack_begin_step("squadstack: claiming operations");
+			claimed = squadstack_claim(cfg, &b, result, cxt,
 								current_campaign, sizeof(current_campaign));
-			sqs_end_step();
+			squadstack_end_step();
 
 			if (claimed)
 			{
@@ -281,16 +281,16 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 				stage = STAGE_CALL;
 				pgstat_report_activity(STATE_RUNNING, "squadstack: calling the API");
 				old = MemoryContextSwitchTo(cxt);
-				sqs_http_call(b.method, b.url, b.token, b.body, cfg->request_timeout_ms, &res);
+				squadstack_http_call(b.method, b.url, b.token, b.body, cfg->request_timeout_ms, &res);
 				MemoryContextSwitchTo(old);
 				result->calls++;
 				if (res.status < 200 || res.status >= 300)
 					result->errors++;
 
 				stage = STAGE_RECORD;
-				sqs_begin_step("squadstack: recording the answer");
-				sqs_record(cfg, &b, &res);
-				sqs_end_step();
+				squadstack_begin_step("squadstack: recording the answer");
+				squadstack_record(cfg, &b, &res);
+				squadstack_end_step();
 			}
 		}
 		PG_CATCH();
@@ -316,7 +316,7 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 				result->more = false;
 				result->next_wakeup = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 																  cfg->retry_base_ms);
-				result->waiting_for = SQS_WAIT_ERROR;
+				result->waiting_for = SQUADSTACK_WAIT_ERROR;
 				result->blocked_overflow = true;
 				break;
 			}
@@ -330,7 +330,7 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 		}
 		result->more = true;
 	}
-	result->records_pending |= sqs_registry_take_deferred();
+	result->records_pending |= squadstack_registry_take_deferred();
 	MemoryContextDelete(cxt);
 	MemoryContextDelete(errcxt);
 }

@@ -5,54 +5,54 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_DELIVER_H
-#define SQS_DELIVER_H
+#ifndef SQUADSTACK_DELIVER_H
+#define SQUADSTACK_DELIVER_H
 
 #include "squadstack.h"
 
 /* what a delivery waits for when nothing can be sent now */
-typedef enum SqsWait
+typedef enum SquadstackWait
 {
-	SQS_WAIT_WORK,
-	SQS_WAIT_RETRY,
-	SQS_WAIT_RATE_SLOT,
-	SQS_WAIT_PAUSED_TOKEN,
-	SQS_WAIT_TOKEN_CHANGE,
-	SQS_WAIT_BACKOFF,
-	SQS_WAIT_FULLER_BATCH,
-	SQS_WAIT_ERROR
-} SqsWait;
+	SQUADSTACK_WAIT_WORK,
+	SQUADSTACK_WAIT_RETRY,
+	SQUADSTACK_WAIT_RATE_SLOT,
+	SQUADSTACK_WAIT_PAUSED_TOKEN,
+	SQUADSTACK_WAIT_TOKEN_CHANGE,
+	SQUADSTACK_WAIT_BACKOFF,
+	SQUADSTACK_WAIT_FULLER_BATCH,
+	SQUADSTACK_WAIT_ERROR
+} SquadstackWait;
 
-#define SQS_MAX_BLOCKED 64
+#define SQUADSTACK_MAX_BLOCKED 64
 
 /* a campaign with due work that cannot be sent before a time (0: unknown) */
-typedef struct SqsBlocked
+typedef struct SquadstackBlocked
 {
-	char		campaign[SQS_MAX_CAMPAIGN_LEN + 1];
+	char		campaign[SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
 	TimestampTz until;
-} SqsBlocked;
+} SquadstackBlocked;
 
 /* delivery (deliver.c); runs in a process that may commit */
-typedef struct SqsDeliveryResult
+typedef struct SquadstackDeliveryResult
 {
 	int			calls;			/* HTTP calls made */
 	int			errors;			/* calls that did not end in 2xx, and failures */
 	bool		more;			/* stopped at max_calls with work left */
 	TimestampTz next_wakeup;	/* when more work may become sendable, or 0 */
-	SqsWait		waiting_for;	/* what next_wakeup waits for */
+	SquadstackWait		waiting_for;	/* what next_wakeup waits for */
 	bool		records_pending;	/* registry updates wait for a lock */
 	/* when nothing could be sent: the campaigns that wait, and until when */
 	int			nblocked;
 	bool		blocked_overflow;	/* more than fit in blocked[] */
-	SqsBlocked	blocked[SQS_MAX_BLOCKED];
-} SqsDeliveryResult;
+	SquadstackBlocked	blocked[SQUADSTACK_MAX_BLOCKED];
+} SquadstackDeliveryResult;
 
-extern const char *sqs_wait_text(SqsWait wait);
-extern void sqs_deliver(const SqsConfig *cfg, int max_calls,
-						SqsDeliveryResult *result);
+extern const char *squadstack_wait_text(SquadstackWait wait);
+extern void squadstack_deliver(const SquadstackConfig *cfg, int max_calls,
+						SquadstackDeliveryResult *result);
 
 /* a delivering process's settings (deliver.c) */
-extern void sqs_set_delivery_session(int lock_timeout_ms);
-extern bool sqs_schema_is_current(void);
+extern void squadstack_set_delivery_session(int lock_timeout_ms);
+extern bool squadstack_schema_is_current(void);
 
-#endif							/* SQS_DELIVER_H */
+#endif							/* SQUADSTACK_DELIVER_H */

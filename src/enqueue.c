@@ -58,7 +58,7 @@ campaign_arg(FunctionCallInfo fcinfo)
 
 	check_not_null(fcinfo, 0, "campaign");
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	sqs_check_campaign(campaign);
+	squadstack_check_campaign(campaign);
 	return campaign;
 }
 
@@ -68,7 +68,7 @@ campaign_arg(FunctionCallInfo fcinfo)
  * unnest() form's.
  */
 static int64
-enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
+enqueue_one(const char *campaign, const char *op, SquadstackLeadOp *lop)
 {
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
 	Datum		args[4];
@@ -76,7 +76,7 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 
 	SPI_connect();
 	if (one_plan == NULL)
-		one_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+		one_plan = squadstack_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
 								"VALUES ($1, $2, $3, $4)",
 								4, argtypes);
 	args[0] = CStringGetTextDatum(campaign);
@@ -87,24 +87,24 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not queue lead operation: %s", SPI_result_code_string(rc));
 	if (strcmp(op, "create") == 0)
-		sqs_registry_mark_queued(campaign,
+		squadstack_registry_mark_queued(campaign,
 								 PointerGetDatum(construct_array_builtin(&args[1], 1, TEXTOID)));
 	SPI_finish();
-	sqs_note_work(campaign);
+	squadstack_note_work(campaign);
 	return 1;
 }
 
 /*
  * Insert one outbox row per operation, in list order; see
- * sqs_enqueue_arrays().
+ * squadstack_enqueue_arrays().
  */
 int64
-sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
+squadstack_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 {
 	int			n = list_length(ops);
 	Datum	   *ids;
 	Datum	   *payloads;
-	SqsLeadArrays arrays;
+	SquadstackLeadArrays arrays;
 	ListCell   *lc;
 	int			i = 0;
 
@@ -115,7 +115,7 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 	payloads = palloc(sizeof(Datum) * n);
 	foreach(lc, ops)
 	{
-		SqsLeadOp  *lop = lfirst(lc);
+		SquadstackLeadOp  *lop = lfirst(lc);
 
 		CHECK_FOR_INTERRUPTS();
 		ids[i] = CStringGetTextDatum(lop->lead_id);
@@ -126,7 +126,7 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 	arrays.lead_ids = PointerGetDatum(construct_array_builtin(ids, n, TEXTOID));
 	arrays.payloads = PointerGetDatum(construct_array(payloads, n, JSONBOID, -1, false,
 													  TYPALIGN_INT));
-	return sqs_enqueue_arrays(campaign, op, &arrays, skip_existing);
+	return squadstack_enqueue_arrays(campaign, op, &arrays, skip_existing);
 }
 
 /*
@@ -176,7 +176,7 @@ create_sql(bool skip_existing, bool has_intake)
  * out.  Returns the number of operations queued.
  */
 int64
-sqs_enqueue_arrays(const char *campaign, const char *op, SqsLeadArrays *ops,
+squadstack_enqueue_arrays(const char *campaign, const char *op, SquadstackLeadArrays *ops,
 				   bool skip_existing)
 {
 	Datum		args[4];
@@ -190,7 +190,7 @@ sqs_enqueue_arrays(const char *campaign, const char *op, SqsLeadArrays *ops,
 	if (!is_create)
 	{
 		if (insert_plan == NULL)
-			insert_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+			insert_plan = squadstack_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
 										   "SELECT $1, u.lead_id, $3, u.payload "
 										   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
 										   "ORDER BY u.n",
@@ -200,12 +200,12 @@ sqs_enqueue_arrays(const char *campaign, const char *op, SqsLeadArrays *ops,
 	else if (!skip_existing)
 	{
 		if (create_plan == NULL)
-			create_plan = sqs_prepare_kept(create_sql(false, false), 4, argtypes);
+			create_plan = squadstack_prepare_kept(create_sql(false, false), 4, argtypes);
 		plan = create_plan;
 	}
 	else
 	{
-		bool		has_intake = OidIsValid(sqs_intake_relid());
+		bool		has_intake = OidIsValid(squadstack_intake_relid());
 
 		if (create_skip_plan != NULL && create_skip_plan_has_intake != has_intake)
 		{
@@ -214,7 +214,7 @@ sqs_enqueue_arrays(const char *campaign, const char *op, SqsLeadArrays *ops,
 		}
 		if (create_skip_plan == NULL)
 		{
-			create_skip_plan = sqs_prepare_kept(create_sql(true, has_intake), 4, argtypes);
+			create_skip_plan = squadstack_prepare_kept(create_sql(true, has_intake), 4, argtypes);
 			create_skip_plan_has_intake = has_intake;
 		}
 		plan = create_skip_plan;
@@ -233,7 +233,7 @@ sqs_enqueue_arrays(const char *campaign, const char *op, SqsLeadArrays *ops,
 			elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
 		queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		if (queued > 0)
-			sqs_registry_mark_queued(campaign, SPI_getbinval(SPI_tuptable->vals[0],
+			squadstack_registry_mark_queued(campaign, SPI_getbinval(SPI_tuptable->vals[0],
 															 SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	else
@@ -244,7 +244,7 @@ sqs_enqueue_arrays(const char *campaign, const char *op, SqsLeadArrays *ops,
 	}
 	SPI_finish();
 	if (queued > 0)
-		sqs_note_work(campaign);
+		squadstack_note_work(campaign);
 	return queued;
 }
 
@@ -252,24 +252,24 @@ Datum
 squadstack_create_leads(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	SqsLeadArrays *ops;
+	SquadstackLeadArrays *ops;
 
 	bool		skip_existing = PG_NARGS() < 3 || PG_ARGISNULL(2) || PG_GETARG_BOOL(2);
 
 	check_not_null(fcinfo, 1, "leads");
-	ops = sqs_parse_create_leads(PG_GETARG_JSONB_P(1));
-	PG_RETURN_INT64(sqs_enqueue_arrays(campaign, "create", ops, skip_existing));
+	ops = squadstack_parse_create_leads(PG_GETARG_JSONB_P(1));
+	PG_RETURN_INT64(squadstack_enqueue_arrays(campaign, "create", ops, skip_existing));
 }
 
 Datum
 squadstack_disable_leads(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	SqsLeadArrays *ops;
+	SquadstackLeadArrays *ops;
 
 	check_not_null(fcinfo, 1, "lead_ids");
-	ops = sqs_parse_disable_leads(PG_GETARG_JSONB_P(1));
-	PG_RETURN_INT64(sqs_enqueue_arrays(campaign, "disable", ops, false));
+	ops = squadstack_parse_disable_leads(PG_GETARG_JSONB_P(1));
+	PG_RETURN_INT64(squadstack_enqueue_arrays(campaign, "disable", ops, false));
 }
 
 Datum
@@ -278,16 +278,16 @@ squadstack_update_lead(PG_FUNCTION_ARGS)
 	char	   *campaign = campaign_arg(fcinfo);
 
 	check_not_null(fcinfo, 1, "lead");
-	PG_RETURN_INT64(sqs_enqueue(campaign, "update",
-								list_make1(sqs_parse_update_lead(PG_GETARG_JSONB_P(1))),
+	PG_RETURN_INT64(squadstack_enqueue(campaign, "update",
+								list_make1(squadstack_parse_update_lead(PG_GETARG_JSONB_P(1))),
 								false));
 }
 
 /* A lead_id given as a text argument, as a lead operation with that id. */
-static SqsLeadOp *
+static SquadstackLeadOp *
 lead_id_arg(FunctionCallInfo fcinfo, int argno)
 {
-	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
 	JsonbValue	v;
 
 	check_not_null(fcinfo, argno, "lead_id");
@@ -295,7 +295,7 @@ lead_id_arg(FunctionCallInfo fcinfo, int argno)
 	v.type = jbvString;
 	v.val.string.val = op->lead_id;
 	v.val.string.len = strlen(op->lead_id);
-	(void) sqs_lead_id_from_jsonb(&v, "the lead");
+	(void) squadstack_lead_id_from_jsonb(&v, "the lead");
 	op->payload = NULL;
 	return op;
 }
@@ -307,9 +307,9 @@ simple_payload(const char *lead_id, const char *detail)
 	JsonbParseState *state = NULL;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	sqs_push_string_pair(&state, "lead_id", lead_id);
+	squadstack_push_string_pair(&state, "lead_id", lead_id);
 	if (detail != NULL)
-		sqs_push_string_pair(&state, "detail", detail);
+		squadstack_push_string_pair(&state, "detail", detail);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
@@ -317,18 +317,18 @@ Datum
 squadstack_delete_lead(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	SqsLeadOp  *op = lead_id_arg(fcinfo, 1);
+	SquadstackLeadOp  *op = lead_id_arg(fcinfo, 1);
 
 	op->payload = simple_payload(op->lead_id, NULL);
-	sqs_check_lead_bytes(op->lead_id, op->payload);
-	PG_RETURN_INT64(sqs_enqueue(campaign, "delete", list_make1(op), false));
+	squadstack_check_lead_bytes(op->lead_id, op->payload);
+	PG_RETURN_INT64(squadstack_enqueue(campaign, "delete", list_make1(op), false));
 }
 
 Datum
 squadstack_convert_lead(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	SqsLeadOp  *op = lead_id_arg(fcinfo, 1);
+	SquadstackLeadOp  *op = lead_id_arg(fcinfo, 1);
 	char	   *detail;
 	int			len;
 
@@ -337,25 +337,25 @@ squadstack_convert_lead(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("missing \"detail\" for lead \"%s\"", op->lead_id),
 				 errdetail("A conversion needs a detail of 1 to %d characters.",
-						   SQS_MAX_DETAIL_LEN)));
+						   SQUADSTACK_MAX_DETAIL_LEN)));
 	detail = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	len = pg_mbstrlen(detail);
-	if (sqs_text_is_blank(detail, strlen(detail)))
+	if (squadstack_text_is_blank(detail, strlen(detail)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("empty \"detail\" for lead \"%s\"", op->lead_id),
 				 errdetail("A conversion needs a detail of 1 to %d characters, not only spaces or invisible characters.",
-						   SQS_MAX_DETAIL_LEN)));
-	if (len > SQS_MAX_DETAIL_LEN)
+						   SQUADSTACK_MAX_DETAIL_LEN)));
+	if (len > SQUADSTACK_MAX_DETAIL_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("\"detail\" is too long for lead \"%s\"", op->lead_id),
 				 errdetail("A conversion detail has at most %d characters; this one has %d.",
-						   SQS_MAX_DETAIL_LEN, len)));
+						   SQUADSTACK_MAX_DETAIL_LEN, len)));
 
 	op->payload = simple_payload(op->lead_id, detail);
-	sqs_check_lead_bytes(op->lead_id, op->payload);
-	PG_RETURN_INT64(sqs_enqueue(campaign, "convert", list_make1(op), false));
+	squadstack_check_lead_bytes(op->lead_id, op->payload);
+	PG_RETURN_INT64(squadstack_enqueue(campaign, "convert", list_make1(op), false));
 }
 
 /*
@@ -374,7 +374,7 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	{
 		char	   *campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-		sqs_check_campaign(campaign);
+		squadstack_check_campaign(campaign);
 		args[0] = CStringGetTextDatum(campaign);
 	}
 	else
@@ -391,7 +391,7 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	}
 
 	SPI_connect();
-	sqs_exec("UPDATE squadstack.outbox "
+	squadstack_exec("UPDATE squadstack.outbox "
 			 "SET state = 'queued', attempts = 0, next_attempt_at = now() "
 			 "WHERE state = 'failed' "
 			 "AND ($1 IS NULL OR campaign_id = $1) "
@@ -400,7 +400,7 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	n = SPI_processed;
 	SPI_finish();
 	if (n > 0)
-		sqs_wake_worker_at_commit();
+		squadstack_wake_worker_at_commit();
 	PG_RETURN_INT64((int64) n);
 }
 
@@ -419,7 +419,7 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (PG_ARGISNULL(1))
 	{
-		sqs_exec("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
+		squadstack_exec("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
 				 1, argtypes, args, NULL, SPI_OK_DELETE);
 	}
 	else
@@ -427,7 +427,7 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 		char	   *token = text_to_cstring(PG_GETARG_TEXT_PP(1));
 		const char *problem = token[0] == '\0' ?
 			"A token is not empty; use NULL to remove a campaign's token." :
-			sqs_token_problem(token);
+			squadstack_token_problem(token);
 
 		if (problem != NULL)
 			ereport(ERROR,
@@ -435,13 +435,13 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 					 errmsg("invalid access token for campaign \"%s\"", campaign),
 					 errdetail_internal("%s", problem)));
 		args[1] = CStringGetTextDatum(token);
-		sqs_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
+		squadstack_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
 				 "VALUES ($1, $2) ON CONFLICT (campaign_id) "
 				 "DO UPDATE SET token = excluded.token, updated_at = now()",
 				 2, argtypes, args, NULL, SPI_OK_INSERT);
 	}
 	SPI_finish();
 	/* a new token may resume a paused campaign */
-	sqs_wake_worker_at_commit();
+	squadstack_wake_worker_at_commit();
 	PG_RETURN_VOID();
 }

@@ -5,15 +5,15 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_ENQUEUE_H
-#define SQS_ENQUEUE_H
+#ifndef SQUADSTACK_ENQUEUE_H
+#define SQUADSTACK_ENQUEUE_H
 
 #include "lead.h"
 
 /* queueing (enqueue.c) */
-extern int64 sqs_enqueue(const char *campaign, const char *op, List *ops,
+extern int64 squadstack_enqueue(const char *campaign, const char *op, List *ops,
 						 bool skip_existing);
-extern int64 sqs_enqueue_arrays(const char *campaign, const char *op,
-								SqsLeadArrays *ops, bool skip_existing);
+extern int64 squadstack_enqueue_arrays(const char *campaign, const char *op,
+								SquadstackLeadArrays *ops, bool skip_existing);
 
-#endif							/* SQS_ENQUEUE_H */
+#endif							/* SQUADSTACK_ENQUEUE_H */

@@ -46,7 +46,7 @@ is_word_char(char c)
  * whether anything was replaced.
  */
 char *
-sqs_replace_words(const char *text, const char *word, const char *with,
+squadstack_replace_words(const char *text, const char *word, const char *with,
 				  bool cut_tail, bool *changed)
 {
 	size_t		wlen = strlen(word);
@@ -143,7 +143,7 @@ erase_from_call_errors(Datum ids)
 	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		args[2];
 
-	sqs_exec("SELECT DISTINCT d.campaign_id,"
+	squadstack_exec("SELECT DISTINCT d.campaign_id,"
 			 "  min(o.created_at) OVER (PARTITION BY d.campaign_id) AS since, f.value,"
 			 "  octet_length(f.value) AS len "
 			 "FROM squadstack.outbox d"
@@ -171,7 +171,7 @@ erase_from_call_errors(Datum ids)
 	since = SPI_getbinval(values->vals[0], values->tupdesc, 2, &isnull);
 	args[0] = campaign;
 	args[1] = since;
-	sqs_exec("SELECT id, error FROM squadstack.api_calls "
+	squadstack_exec("SELECT id, error FROM squadstack.api_calls "
 			 "WHERE campaign_id = $1 AND started_at >= $2 AND error IS NOT NULL",
 			 2, argtypes, args, NULL, SPI_OK_SELECT);
 	calls = SPI_tuptable;
@@ -182,7 +182,7 @@ erase_from_call_errors(Datum ids)
 		char	   *error = SPI_getvalue(calls->vals[i], calls->tupdesc, 2);
 		bool		any = false;
 		/* an error kept at its longest was cut: a value may end it, cut too */
-		bool		cut = strlen(error) >= SQS_MAX_ERROR_TEXT - 4;
+		bool		cut = strlen(error) >= SQUADSTACK_MAX_ERROR_TEXT - 4;
 		uint64		v;
 
 		CHECK_FOR_INTERRUPTS();
@@ -190,7 +190,7 @@ erase_from_call_errors(Datum ids)
 		{
 			char	   *value = SPI_getvalue(values->vals[v], values->tupdesc, 3);
 			bool		changed;
-			char	   *erased = sqs_replace_words(error, value, ERASED, cut, &changed);
+			char	   *erased = squadstack_replace_words(error, value, ERASED, cut, &changed);
 
 			if (changed)
 			{
@@ -209,7 +209,7 @@ erase_from_call_errors(Datum ids)
 
 			uargs[0] = SPI_getbinval(calls->vals[i], calls->tupdesc, 1, &isnull);
 			uargs[1] = CStringGetTextDatum(error);
-			sqs_exec("UPDATE squadstack.api_calls SET error = $2 WHERE id = $1",
+			squadstack_exec("UPDATE squadstack.api_calls SET error = $2 WHERE id = $1",
 					 2, uargtypes, uargs, NULL, SPI_OK_UPDATE);
 		}
 		pfree(error);
@@ -222,12 +222,12 @@ erase_from_call_errors(Datum ids)
  * columns of a stored outcome.
  */
 void
-sqs_erase_outcome(SqsOutcome *o)
+squadstack_erase_outcome(SquadstackOutcome *o)
 {
 	o->erased = true;
-	o->fields[SQS_FIELD_PHONE_NUMBER] = NULL;
-	o->fields[SQS_FIELD_CONTACT_NAME] = NULL;
-	o->fields[SQS_FIELD_LATEST_RECORDING_URL] = NULL;
+	o->fields[SQUADSTACK_FIELD_PHONE_NUMBER] = NULL;
+	o->fields[SQUADSTACK_FIELD_CONTACT_NAME] = NULL;
+	o->fields[SQUADSTACK_FIELD_LATEST_RECORDING_URL] = NULL;
 	o->lead_responses = NULL;
 }
 
@@ -236,7 +236,7 @@ sqs_erase_outcome(SqsOutcome *o)
  * after an accepted delete leaves of a webhook payload.
  */
 Jsonb *
-sqs_erased_inbox_payload(const char *campaign_id, const char *lead_id)
+squadstack_erased_inbox_payload(const char *campaign_id, const char *lead_id)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue	erased;
@@ -244,13 +244,13 @@ sqs_erased_inbox_payload(const char *campaign_id, const char *lead_id)
 	erased.type = jbvBool;
 	erased.val.boolean = true;
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	sqs_push_string_pair(&state, "campaign_id", campaign_id);
-	sqs_push_string_pair(&state, "lead_id", lead_id);
-	sqs_push_pair(&state, "erased", &erased);
+	squadstack_push_string_pair(&state, "campaign_id", campaign_id);
+	squadstack_push_string_pair(&state, "lead_id", lead_id);
+	squadstack_push_pair(&state, "erased", &erased);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
-/* The inbox keeps only what sqs_erased_inbox_payload() leaves. */
+/* The inbox keeps only what squadstack_erased_inbox_payload() leaves. */
 static void
 erase_inbox(Datum delete_ids)
 {
@@ -261,7 +261,7 @@ erase_inbox(Datum delete_ids)
 	uint64		i;
 
 	args[0] = delete_ids;
-	sqs_exec("SELECT DISTINCT campaign_id, lead_id FROM squadstack.outbox WHERE id = ANY ($1)",
+	squadstack_exec("SELECT DISTINCT campaign_id, lead_id FROM squadstack.outbox WHERE id = ANY ($1)",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	leads = SPI_tuptable;
 	n = SPI_processed;
@@ -270,11 +270,11 @@ erase_inbox(Datum delete_ids)
 		char	   *campaign = SPI_getvalue(leads->vals[i], leads->tupdesc, 1);
 		char	   *lead = SPI_getvalue(leads->vals[i], leads->tupdesc, 2);
 
-		args[0] = JsonbPGetDatum(sqs_erased_inbox_payload(campaign, lead));
+		args[0] = JsonbPGetDatum(squadstack_erased_inbox_payload(campaign, lead));
 		args[1] = CStringGetTextDatum(campaign);
 		args[2] = CStringGetTextDatum(lead);
 		argtypes[0] = JSONBOID;
-		sqs_exec("UPDATE squadstack.webhook_inbox SET payload = $1"
+		squadstack_exec("UPDATE squadstack.webhook_inbox SET payload = $1"
 				 " WHERE campaign_id = $2 AND lead_id = $3",
 				 3, argtypes, args, NULL, SPI_OK_UPDATE);
 	}
@@ -285,7 +285,7 @@ erase_inbox(Datum delete_ids)
  * leads' personal data that the extension itself holds.
  */
 void
-sqs_erase_deleted_leads(Datum delete_ids)
+squadstack_erase_deleted_leads(Datum delete_ids)
 {
 	static const char *const queries[] = {
 		/* operations queued after the delete (a new create) are the new lead's */
@@ -317,14 +317,14 @@ sqs_erase_deleted_leads(Datum delete_ids)
 	 * An earlier operation of the lead still in the intake is erased there
 	 * too: the intake may hold operations that no call has needed yet.
 	 */
-	if (OidIsValid(sqs_intake_relid()))
-		sqs_exec("UPDATE squadstack.intake i SET"
+	if (OidIsValid(squadstack_intake_relid()))
+		squadstack_exec("UPDATE squadstack.intake i SET"
 				 " payload = jsonb_build_object('lead_id', i.payload->'lead_id') "
 				 "FROM squadstack.outbox d "
 				 "WHERE d.id = ANY ($1) AND i.campaign_id = d.campaign_id"
 				 "  AND i.lead_id = d.lead_id AND i.id <= d.id",
 				 1, argtypes, args, NULL, SPI_OK_UPDATE);
 	for (i = 0; i < lengthof(queries); i++)
-		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
+		squadstack_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
 	erase_inbox(delete_ids);
 }

@@ -22,10 +22,10 @@ PG_FUNCTION_INFO_V1(squadstack_sync_responses);
 Datum
 squadstack_flush(PG_FUNCTION_ARGS)
 {
-	SqsJob		job;
+	SquadstackJob		job;
 
 	memset(&job, 0, sizeof(job));
-	job.kind = SQS_JOB_FLUSH;
+	job.kind = SQUADSTACK_JOB_FLUSH;
 	if (!PG_ARGISNULL(0))
 	{
 		job.max_calls = PG_GETARG_INT32(0);
@@ -34,7 +34,7 @@ squadstack_flush(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("max_calls must be at least 1 or null, not %d", job.max_calls)));
 	}
-	PG_RETURN_INT32((int32) sqs_run_job(&job));
+	PG_RETURN_INT32((int32) squadstack_run_job(&job));
 }
 
 /*
@@ -44,7 +44,7 @@ squadstack_flush(PG_FUNCTION_ARGS)
 Datum
 squadstack_sync_responses(PG_FUNCTION_ARGS)
 {
-	SqsJob		job;
+	SquadstackJob		job;
 	char	   *campaign;
 
 	if (PG_ARGISNULL(0))
@@ -52,16 +52,16 @@ squadstack_sync_responses(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("campaign must not be null")));
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	sqs_check_campaign(campaign);
+	squadstack_check_campaign(campaign);
 
 	memset(&job, 0, sizeof(job));
-	job.kind = SQS_JOB_SYNC_RESPONSES;
+	job.kind = SQUADSTACK_JOB_SYNC_RESPONSES;
 	strlcpy(job.responses.campaign, campaign, sizeof(job.responses.campaign));
 	if (!PG_ARGISNULL(1))
 	{
 		job.responses.has_since = true;
 		job.responses.since = PG_GETARG_TIMESTAMPTZ(1);
 	}
-	PG_RETURN_INT64(sqs_run_job(&job));
+	PG_RETURN_INT64(squadstack_run_job(&job));
 }
 

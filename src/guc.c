@@ -19,29 +19,29 @@
 
 #include "guc.h"
 
-char	   *sqs_api_url = NULL;
-char	   *sqs_token = NULL;
-int			sqs_rate_limit = 100;
-int			sqs_rate_window_ms = 60000;
-int			sqs_batch_size = 100;
-int			sqs_request_timeout_ms = 30000;
-int			sqs_max_attempts = 12;
-int			sqs_retry_base_ms = 1000;
-int			sqs_retry_max_ms = 3600000;
-int			sqs_phone_format = SQS_PHONE_E164;
-char	   *sqs_webhook_secret = NULL;
-char	   *sqs_webhook_timezone = NULL;
-int			sqs_retention_s = 7 * 86400;
-char	   *sqs_database_name = NULL;
-int			sqs_max_lead_bytes = 64 * 1024;
-int			sqs_max_request_bytes = 512 * 1024;
-int			sqs_lock_timeout_ms = 5000;
-char	   *sqs_duplicate_create_pattern = NULL;
+char	   *squadstack_api_url = NULL;
+char	   *squadstack_token = NULL;
+int			squadstack_rate_limit = 100;
+int			squadstack_rate_window_ms = 60000;
+int			squadstack_batch_size = 100;
+int			squadstack_request_timeout_ms = 30000;
+int			squadstack_max_attempts = 12;
+int			squadstack_retry_base_ms = 1000;
+int			squadstack_retry_max_ms = 3600000;
+int			squadstack_phone_format = SQUADSTACK_PHONE_E164;
+char	   *squadstack_webhook_secret = NULL;
+char	   *squadstack_webhook_timezone = NULL;
+int			squadstack_retention_s = 7 * 86400;
+char	   *squadstack_database_name = NULL;
+int			squadstack_max_lead_bytes = 64 * 1024;
+int			squadstack_max_request_bytes = 512 * 1024;
+int			squadstack_lock_timeout_ms = 5000;
+char	   *squadstack_duplicate_create_pattern = NULL;
 
 static const struct config_enum_entry phone_format_options[] = {
-	{"e164", SQS_PHONE_E164, false},
-	{"national", SQS_PHONE_NATIONAL, false},
-	{"as_given", SQS_PHONE_AS_GIVEN, false},
+	{"e164", SQUADSTACK_PHONE_E164, false},
+	{"national", SQUADSTACK_PHONE_NATIONAL, false},
+	{"as_given", SQUADSTACK_PHONE_AS_GIVEN, false},
 	{NULL, 0, false}
 };
 
@@ -49,11 +49,11 @@ static const struct config_enum_entry phone_format_options[] = {
 
 
 const char *
-sqs_token_problem(const char *token)
+squadstack_token_problem(const char *token)
 {
 	const char *p;
 
-	if (strlen(token) >= SQS_TOKEN_MAX)
+	if (strlen(token) >= SQUADSTACK_TOKEN_MAX)
 		return "A token must be shorter than 1024 bytes.";
 	/* it becomes an HTTP header */
 	for (p = token; *p; p++)
@@ -78,10 +78,10 @@ check_api_url(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("The URL must start with \"http://\" or \"https://\".");
 		return false;
 	}
-	if (strlen(url) >= SQS_URL_MAX - 128)
+	if (strlen(url) >= SQUADSTACK_URL_MAX - 128)
 	{
 		GUC_check_errdetail("The URL must be shorter than %d bytes.",
-							SQS_URL_MAX - 128);
+							SQUADSTACK_URL_MAX - 128);
 		return false;
 	}
 	return true;
@@ -94,7 +94,7 @@ check_token(char **newval, void **extra, GucSource source)
 
 	if (*newval == NULL)
 		return true;
-	problem = sqs_token_problem(*newval);
+	problem = squadstack_token_problem(*newval);
 	if (problem != NULL)
 	{
 		/* the default message would quote the rejected value: the token */
@@ -132,9 +132,9 @@ check_duplicate_pattern(char **newval, void **extra, GucSource source)
 	if (pattern == NULL)
 		return true;
 	len = strlen(pattern);
-	if (len == 0 || len >= SQS_PATTERN_MAX)
+	if (len == 0 || len >= SQUADSTACK_PATTERN_MAX)
 	{
-		GUC_check_errdetail("The pattern must have 1 to %d bytes.", SQS_PATTERN_MAX - 1);
+		GUC_check_errdetail("The pattern must have 1 to %d bytes.", SQUADSTACK_PATTERN_MAX - 1);
 		return false;
 	}
 	wide = (pg_wchar *) malloc((len + 1) * sizeof(pg_wchar));
@@ -156,22 +156,22 @@ check_duplicate_pattern(char **newval, void **extra, GucSource source)
 }
 
 void
-sqs_config_from_gucs(SqsConfig *cfg)
+squadstack_config_from_gucs(SquadstackConfig *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	strlcpy(cfg->api_url, sqs_api_url ? sqs_api_url : "", sizeof(cfg->api_url));
-	strlcpy(cfg->token, sqs_token ? sqs_token : "", sizeof(cfg->token));
-	cfg->rate_limit = sqs_rate_limit;
-	cfg->rate_window_ms = sqs_rate_window_ms;
-	cfg->batch_size = sqs_batch_size;
-	cfg->request_timeout_ms = sqs_request_timeout_ms;
-	cfg->max_attempts = sqs_max_attempts;
-	cfg->retry_base_ms = sqs_retry_base_ms;
-	cfg->retry_max_ms = Max(sqs_retry_max_ms, sqs_retry_base_ms);
-	cfg->max_request_bytes = sqs_max_request_bytes;
-	cfg->lock_timeout_ms = sqs_lock_timeout_ms;
+	strlcpy(cfg->api_url, squadstack_api_url ? squadstack_api_url : "", sizeof(cfg->api_url));
+	strlcpy(cfg->token, squadstack_token ? squadstack_token : "", sizeof(cfg->token));
+	cfg->rate_limit = squadstack_rate_limit;
+	cfg->rate_window_ms = squadstack_rate_window_ms;
+	cfg->batch_size = squadstack_batch_size;
+	cfg->request_timeout_ms = squadstack_request_timeout_ms;
+	cfg->max_attempts = squadstack_max_attempts;
+	cfg->retry_base_ms = squadstack_retry_base_ms;
+	cfg->retry_max_ms = Max(squadstack_retry_max_ms, squadstack_retry_base_ms);
+	cfg->max_request_bytes = squadstack_max_request_bytes;
+	cfg->lock_timeout_ms = squadstack_lock_timeout_ms;
 	strlcpy(cfg->duplicate_create_pattern,
-			sqs_duplicate_create_pattern ? sqs_duplicate_create_pattern : "",
+			squadstack_duplicate_create_pattern ? squadstack_duplicate_create_pattern : "",
 			sizeof(cfg->duplicate_create_pattern));
 }
 
@@ -180,12 +180,12 @@ sqs_config_from_gucs(SqsConfig *cfg)
  * setting, which can only be defined while the library is preloaded.
  */
 void
-sqs_define_gucs(void)
+squadstack_define_gucs(void)
 {
 	DefineCustomStringVariable("squadstack.api_url",
 							   "Base URL of the SquadStack API.",
 							   "Every call, and with it the access token, goes to this URL.",
-							   &sqs_api_url,
+							   &squadstack_api_url,
 							   "https://api.squadstack.com/api/v4",
 							   PGC_SUSET,
 							   0,
@@ -194,7 +194,7 @@ sqs_define_gucs(void)
 	DefineCustomStringVariable("squadstack.token",
 							   "Access token used by campaigns without a token of their own.",
 							   NULL,
-							   &sqs_token,
+							   &squadstack_token,
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
@@ -203,7 +203,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.rate_limit",
 							"Most API calls per rate window for one access token.",
 							NULL,
-							&sqs_rate_limit,
+							&squadstack_rate_limit,
 							100, 1, 100000,
 							PGC_SUSET,
 							0,
@@ -212,7 +212,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.rate_window",
 							"Length of the rate limit window.",
 							NULL,
-							&sqs_rate_window_ms,
+							&squadstack_rate_window_ms,
 							60000, 100, 86400000,
 							PGC_SUSET,
 							GUC_UNIT_MS,
@@ -221,7 +221,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.batch_size",
 							"Most leads in one create or disable call.",
 							NULL,
-							&sqs_batch_size,
+							&squadstack_batch_size,
 							100, 1, 10000,
 							PGC_SUSET,
 							0,
@@ -230,7 +230,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.request_timeout",
 							"Longest time one HTTP call may take.",
 							"Connecting gets at most 10 seconds of it.",
-							&sqs_request_timeout_ms,
+							&squadstack_request_timeout_ms,
 							30000, 100, 3600000,
 							PGC_SUSET,
 							GUC_UNIT_MS,
@@ -239,7 +239,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.max_attempts",
 							"Tries for an operation whose calls fail in a retryable way.",
 							"After that many tries the operation is marked failed.",
-							&sqs_max_attempts,
+							&squadstack_max_attempts,
 							12, 1, 1000,
 							PGC_SUSET,
 							0,
@@ -248,7 +248,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.retry_base",
 							"First retry delay; it doubles with every further attempt.",
 							"Each delay is drawn at random between zero and the doubled value (full jitter).",
-							&sqs_retry_base_ms,
+							&squadstack_retry_base_ms,
 							1000, 1, 86400000,
 							PGC_SUSET,
 							GUC_UNIT_MS,
@@ -257,7 +257,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.retry_max",
 							"Longest retry delay.",
 							NULL,
-							&sqs_retry_max_ms,
+							&squadstack_retry_max_ms,
 							3600000, 1, 86400000,
 							PGC_SUSET,
 							GUC_UNIT_MS,
@@ -266,7 +266,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.max_lead_bytes",
 							"Largest lead that may be queued, as JSON.",
 							"A lead larger than this is refused when it is queued.",
-							&sqs_max_lead_bytes,
+							&squadstack_max_lead_bytes,
 							64 * 1024, 1024, 16 * 1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
@@ -275,7 +275,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.max_request_bytes",
 							"Largest body of one API call.",
 							"A batch is cut to fit; an operation larger than this is not sent and is marked failed.",
-							&sqs_max_request_bytes,
+							&squadstack_max_request_bytes,
 							512 * 1024, 1024, 64 * 1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
@@ -284,7 +284,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.lock_timeout",
 							"Longest wait for a lock in the processes that deliver.",
 							"A step that waits longer is given up and tried again later, so that a user's open transaction cannot stop delivery.",
-							&sqs_lock_timeout_ms,
+							&squadstack_lock_timeout_ms,
 							5000, 10, 600000,
 							PGC_SUSET,
 							GUC_UNIT_MS,
@@ -293,7 +293,7 @@ sqs_define_gucs(void)
 	DefineCustomStringVariable("squadstack.duplicate_create_pattern",
 							   "Regular expression that recognises the API's answer to a create of a lead that exists.",
 							   "Matched, ignoring case, against the body of a 400 answer to a create of one lead that was re-sent after an uncertain attempt; a match records the create as delivered.",
-							   &sqs_duplicate_create_pattern,
+							   &squadstack_duplicate_create_pattern,
 							   "already exists",
 							   PGC_SUSET,
 							   0,
@@ -302,8 +302,8 @@ sqs_define_gucs(void)
 	DefineCustomEnumVariable("squadstack.phone_format",
 							 "How phone numbers are sent: e164, national or as_given.",
 							 NULL,
-							 &sqs_phone_format,
-							 SQS_PHONE_E164,
+							 &squadstack_phone_format,
+							 SQUADSTACK_PHONE_E164,
 							 phone_format_options,
 							 PGC_USERSET,
 							 0,
@@ -312,7 +312,7 @@ sqs_define_gucs(void)
 	DefineCustomStringVariable("squadstack.webhook_secret",
 							   "Secret a webhook delivery must present to squadstack_receive_webhook().",
 							   "Empty means no secret is required.",
-							   &sqs_webhook_secret,
+							   &squadstack_webhook_secret,
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
@@ -321,7 +321,7 @@ sqs_define_gucs(void)
 	DefineCustomStringVariable("squadstack.webhook_timezone",
 							   "Time zone of webhook timestamps that carry no offset.",
 							   NULL,
-							   &sqs_webhook_timezone,
+							   &squadstack_webhook_timezone,
 							   "UTC",
 							   PGC_SUSET,
 							   0,
@@ -330,7 +330,7 @@ sqs_define_gucs(void)
 	DefineCustomIntVariable("squadstack.retention",
 							"How long sent operations and API call records are kept.",
 							"The background worker deletes older ones in small batches.",
-							&sqs_retention_s,
+							&squadstack_retention_s,
 							7 * 86400, 3600, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
@@ -341,7 +341,7 @@ sqs_define_gucs(void)
 		DefineCustomStringVariable("squadstack.database_name",
 								   "Database the background worker delivers from.",
 								   "The extension must be created in this database.",
-								   &sqs_database_name,
+								   &squadstack_database_name,
 								   "postgres",
 								   PGC_POSTMASTER,
 								   0,

@@ -5,16 +5,16 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_INTAKE_H
-#define SQS_INTAKE_H
+#ifndef SQUADSTACK_INTAKE_H
+#define SQUADSTACK_INTAKE_H
 
 #include "squadstack.h"
 
 /* the sync triggers' queue (intake.c) */
-extern Oid	sqs_intake_relid(void);
-extern void sqs_intake_insert(Oid relid, const char *campaign, const char *op,
-							  const SqsLeadOp *lop);
-extern void sqs_lock_intake(void);
-extern uint64 sqs_absorb_intake(const char *campaign, int max);
+extern Oid	squadstack_intake_relid(void);
+extern void squadstack_intake_insert(Oid relid, const char *campaign, const char *op,
+							  const SquadstackLeadOp *lop);
+extern void squadstack_lock_intake(void);
+extern uint64 squadstack_absorb_intake(const char *campaign, int max);
 
-#endif							/* SQS_INTAKE_H */
+#endif							/* SQUADSTACK_INTAKE_H */

@@ -45,8 +45,8 @@ typedef struct JobShared
 {
 	Oid			database;
 	Oid			user;
-	SqsJob		job;
-	SqsConfig	cfg;
+	SquadstackJob		job;
+	SquadstackConfig	cfg;
 	bool		done;
 	int64		result;
 	/* the error that ended the job, re-raised in the caller */
@@ -57,13 +57,13 @@ typedef struct JobShared
 } JobShared;
 
 static const char *
-job_name(SqsJobKind kind)
+job_name(SquadstackJobKind kind)
 {
-	return kind == SQS_JOB_FLUSH ? "flush" : "response sync";
+	return kind == SQUADSTACK_JOB_FLUSH ? "flush" : "response sync";
 }
 
 int64
-sqs_run_job(const SqsJob *job)
+squadstack_run_job(const SquadstackJob *job)
 {
 	dsm_segment *seg;
 	JobShared  *shared;
@@ -86,7 +86,7 @@ sqs_run_job(const SqsJob *job)
 	/* the SQL functions run as the extension owner, who may read tokens */
 	shared->user = GetUserId();
 	shared->job = *job;
-	sqs_config_from_gucs(&shared->cfg);
+	squadstack_config_from_gucs(&shared->cfg);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -147,25 +147,25 @@ sqs_run_job(const SqsJob *job)
  * missing it by the margin.
  */
 static int64
-flush_run(const SqsConfig *cfg, int max_calls)
+flush_run(const SquadstackConfig *cfg, int max_calls)
 {
 	int64		calls = 0;
 	int			waits;
-	int64		margin_ms = sqs_window_with_margin_ms(cfg->rate_window_ms) - cfg->rate_window_ms;
+	int64		margin_ms = squadstack_window_with_margin_ms(cfg->rate_window_ms) - cfg->rate_window_ms;
 
 	for (waits = 0; waits < 1000; waits++)
 	{
-		SqsDeliveryResult result;
+		SquadstackDeliveryResult result;
 		long		secs;
 		int			usecs;
 		int64		ms;
 
 		if (max_calls > 0 && calls >= max_calls)
 			break;
-		sqs_deliver(cfg, max_calls > 0 ? max_calls - (int) calls : 0, &result);
+		squadstack_deliver(cfg, max_calls > 0 ? max_calls - (int) calls : 0, &result);
 		calls += result.calls;
 		if (result.more || result.next_wakeup == 0 ||
-			result.waiting_for != SQS_WAIT_RATE_SLOT)
+			result.waiting_for != SQUADSTACK_WAIT_RATE_SLOT)
 			break;
 		TimestampDifference(GetCurrentTimestamp(), result.next_wakeup, &secs, &usecs);
 		ms = (int64) secs * 1000 + usecs / 1000 + 1;
@@ -204,7 +204,7 @@ squadstack_job_main(Datum arg)
 	 * lead whose earlier operation this worker sends), both would wait for
 	 * ever: lock_timeout makes this worker give up on the lock instead.
 	 */
-	sqs_set_delivery_session(Min(shared->cfg.lock_timeout_ms,
+	squadstack_set_delivery_session(Min(shared->cfg.lock_timeout_ms,
 								 shared->cfg.request_timeout_ms));
 
 	PG_TRY();
@@ -213,17 +213,17 @@ squadstack_job_main(Datum arg)
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		current = sqs_schema_is_current();
+		current = squadstack_schema_is_current();
 		CommitTransactionCommand();
 		if (!current)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the squadstack extension in this database is older than its library"),
 					 errhint("Run ALTER EXTENSION squadstack UPDATE.")));
-		if (shared->job.kind == SQS_JOB_FLUSH)
+		if (shared->job.kind == SQUADSTACK_JOB_FLUSH)
 			shared->result = flush_run(&shared->cfg, shared->job.max_calls);
 		else
-			shared->result = sqs_sync_responses_run(&shared->cfg, &shared->job.responses);
+			shared->result = squadstack_sync_responses_run(&shared->cfg, &shared->job.responses);
 		shared->done = true;
 	}
 	PG_CATCH();

@@ -5,26 +5,26 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_JOB_H
-#define SQS_JOB_H
+#ifndef SQUADSTACK_JOB_H
+#define SQUADSTACK_JOB_H
 
 #include "responses.h"
 #include "squadstack.h"
 
 /* API work run in a background worker for the calling session (flush.c) */
-typedef enum SqsJobKind
+typedef enum SquadstackJobKind
 {
-	SQS_JOB_FLUSH,
-	SQS_JOB_SYNC_RESPONSES
-} SqsJobKind;
+	SQUADSTACK_JOB_FLUSH,
+	SQUADSTACK_JOB_SYNC_RESPONSES
+} SquadstackJobKind;
 
-typedef struct SqsJob
+typedef struct SquadstackJob
 {
-	SqsJobKind	kind;
+	SquadstackJobKind	kind;
 	int			max_calls;		/* flush: 0 for no limit */
-	SqsResponsesRequest responses;	/* sync_responses */
-} SqsJob;
+	SquadstackResponsesRequest responses;	/* sync_responses */
+} SquadstackJob;
 
-extern int64 sqs_run_job(const SqsJob *job);
+extern int64 squadstack_run_job(const SquadstackJob *job);
 
-#endif							/* SQS_JOB_H */
+#endif							/* SQUADSTACK_JOB_H */

@@ -26,24 +26,24 @@
 #include "lead.h"
 #include "phone.h"
 
-/* one key/value pair of a lead object (SqsLeadField, squadstack.h) */
-typedef SqsLeadField LeadField;
+/* one key/value pair of a lead object (SquadstackLeadField, squadstack.h) */
+typedef SquadstackLeadField LeadField;
 
 
 
 
 void
-sqs_check_campaign(const char *campaign)
+squadstack_check_campaign(const char *campaign)
 {
 	size_t		len = strlen(campaign);
 	const char *p;
 
-	if (len > SQS_MAX_CAMPAIGN_LEN)
+	if (len > SQUADSTACK_MAX_CAMPAIGN_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("campaign id is too long: %zu characters", len),
 				 errdetail("A campaign id has at most %d characters.",
-						   SQS_MAX_CAMPAIGN_LEN)));
+						   SQUADSTACK_MAX_CAMPAIGN_LEN)));
 	for (p = campaign; *p; p++)
 	{
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
@@ -55,7 +55,7 @@ sqs_check_campaign(const char *campaign)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid campaign id \"%s\"", campaign),
 				 errdetail("A campaign id consists of 1 to %d letters, digits, underscores and dashes.",
-						   SQS_MAX_CAMPAIGN_LEN)));
+						   SQUADSTACK_MAX_CAMPAIGN_LEN)));
 }
 
 /*
@@ -63,7 +63,7 @@ sqs_check_campaign(const char *campaign)
  * anything else.  context names the lead for messages ("lead at position 3").
  */
 char *
-sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
+squadstack_lead_id_from_jsonb(JsonbValue *v, const char *context)
 {
 	char	   *id;
 	int			len;
@@ -92,13 +92,13 @@ sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid \"lead_id\" for %s", context),
 				 errdetail("A lead_id is a string or an integer, not a JSON %s.",
-						   sqs_jsonb_type_name(v))));
+						   squadstack_jsonb_type_name(v))));
 
 	if (id[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("empty \"lead_id\" for %s", context),
-				 errdetail("A lead_id has 1 to %d characters.", SQS_MAX_LEAD_ID_LEN)));
+				 errdetail("A lead_id has 1 to %d characters.", SQUADSTACK_MAX_LEAD_ID_LEN)));
 
 	/*
 	 * One pass counts the characters and looks for controls, which would
@@ -109,7 +109,7 @@ sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
 	{
 		pg_wchar	c;
 
-		i += sqs_next_char(id + i, len - i, &c);
+		i += squadstack_next_char(id + i, len - i, &c);
 		if (c < 0x20 || (c >= 0x7F && c <= 0x9F))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -117,12 +117,12 @@ sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
 					 errdetail("A lead_id has no control characters; character %d is U+%04X.",
 							   nchars + 1, (unsigned int) c)));
 	}
-	if (nchars > SQS_MAX_LEAD_ID_LEN)
+	if (nchars > SQUADSTACK_MAX_LEAD_ID_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("\"lead_id\" is too long for %s", context),
 				 errdetail("A lead_id has at most %d characters; this one has %d.",
-						   SQS_MAX_LEAD_ID_LEN, nchars)));
+						   SQUADSTACK_MAX_LEAD_ID_LEN, nchars)));
 	return id;
 }
 
@@ -171,14 +171,14 @@ find_field(LeadField *fields, int n, const char *key)
 
 /* The JSON value for the lead's container at position pos, which must be an object. */
 JsonbContainer *
-sqs_lead_object(JsonbValue *elem, int pos)
+squadstack_lead_object(JsonbValue *elem, int pos)
 {
 	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lead at position %d is not a JSON object", pos),
 				 errdetail("Got a JSON %s; a lead is an object such as {\"lead_id\": \"L1\", \"phone_number\": \"9876543210\", \"contact_name\": \"Asha Rao\"}.",
-						   sqs_jsonb_type_name(elem))));
+						   squadstack_jsonb_type_name(elem))));
 	return elem->val.binary.data;
 }
 
@@ -190,7 +190,7 @@ sqs_lead_object(JsonbValue *elem, int pos)
 static JsonbValue
 check_phone(JsonbValue *v, const char *lead_id)
 {
-	char		digits[SQS_PHONE_BUFSIZE];
+	char		digits[SQUADSTACK_PHONE_BUFSIZE];
 	char	   *given;
 	JsonbValue	out;
 
@@ -220,21 +220,21 @@ check_phone(JsonbValue *v, const char *lead_id)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid \"phone_number\" for lead \"%s\"", lead_id),
 				 errdetail("A phone number is a JSON string or number, not a JSON %s.",
-						   sqs_jsonb_type_name(v))));
+						   squadstack_jsonb_type_name(v))));
 
-	if (!sqs_phone_normalise(given, strlen(given), digits))
+	if (!squadstack_phone_normalise(given, strlen(given), digits))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid phone number for lead \"%s\"", lead_id),
 				 errdetail("An Indian phone number has exactly 10 digits, the first not 0, after removing spaces, tabs, dashes, dots, parentheses and one prefix +91, 0091, 91 or 0.")));
 
 	out.type = jbvString;
-	switch (sqs_phone_format)
+	switch (squadstack_phone_format)
 	{
-		case SQS_PHONE_NATIONAL:
+		case SQUADSTACK_PHONE_NATIONAL:
 			out.val.string.val = pstrdup(digits);
 			break;
-		case SQS_PHONE_AS_GIVEN:
+		case SQUADSTACK_PHONE_AS_GIVEN:
 			out.val.string.val = given;
 			break;
 		default:
@@ -253,8 +253,8 @@ check_contact_name(JsonbValue *v, const char *lead_id)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid \"contact_name\" for lead \"%s\"", lead_id),
 				 errdetail("A contact name is a non-empty JSON string, not a JSON %s.",
-						   sqs_jsonb_type_name(v))));
-	if (sqs_text_is_blank(v->val.string.val, v->val.string.len))
+						   squadstack_jsonb_type_name(v))));
+	if (squadstack_text_is_blank(v->val.string.val, v->val.string.len))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("empty \"contact_name\" for lead \"%s\"", lead_id),
@@ -273,7 +273,7 @@ check_field_names(LeadField *fields, int n, const char *lead_id, int pos)
 
 	for (i = 0; i < n; i++)
 	{
-		const char *reserved = sqs_reserved_field_lookalike(fields[i].key);
+		const char *reserved = squadstack_reserved_field_lookalike(fields[i].key);
 
 		if (reserved == NULL)
 			continue;
@@ -309,12 +309,12 @@ check_custom_field(LeadField *f, const char *lead_id)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid custom field \"%s\" for lead \"%s\"", f->key, lead_id),
 				 errdetail("Custom field values are JSON strings, numbers, booleans or null, not a JSON %s.",
-						   sqs_jsonb_type_name(&f->value))));
+						   squadstack_jsonb_type_name(&f->value))));
 }
 
 /* Push "key": value into the object being built. */
 void
-sqs_push_pair(JsonbParseState **state, const char *key, JsonbValue *value)
+squadstack_push_pair(JsonbParseState **state, const char *key, JsonbValue *value)
 {
 	JsonbValue	k;
 
@@ -327,14 +327,14 @@ sqs_push_pair(JsonbParseState **state, const char *key, JsonbValue *value)
 
 /* Push "key": "value" into the object being built. */
 void
-sqs_push_string_pair(JsonbParseState **state, const char *key, const char *value)
+squadstack_push_string_pair(JsonbParseState **state, const char *key, const char *value)
 {
 	JsonbValue	v;
 
 	v.type = jbvString;
 	v.val.string.val = (char *) value;
 	v.val.string.len = strlen(value);
-	sqs_push_pair(state, key, &v);
+	squadstack_push_pair(state, key, &v);
 }
 
 /*
@@ -342,13 +342,13 @@ sqs_push_string_pair(JsonbParseState **state, const char *key, const char *value
  * keys, and build its payload.  For a create every required field must be
  * there; for an update lead_id and at least one other field.
  */
-static SqsLeadOp *
+static SquadstackLeadOp *
 parse_fields(LeadField *fields, int n, int pos, bool is_update)
 {
 	JsonbValue *v;
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
-	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
 	char		context[32];
 	int64		bytes = 2;		/* {} */
 	int			i;
@@ -363,7 +363,7 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 				 errmsg("missing \"lead_id\" for %s", context),
 				 errdetail("Every lead needs a lead_id.")));
 	}
-	op->lead_id = sqs_lead_id_from_jsonb(v, context);
+	op->lead_id = squadstack_lead_id_from_jsonb(v, context);
 	check_field_names(fields, n, op->lead_id, pos);
 
 	if (!is_update)
@@ -413,18 +413,18 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 		else if (strcmp(f->key, "lead_id") != 0)
 			check_custom_field(f, op->lead_id);
 
-		bytes += sqs_json_pair_bytes(f->key, strlen(f->key), &val, i == 0);
-		sqs_push_pair(&state, f->key, &val);
+		bytes += squadstack_json_pair_bytes(f->key, strlen(f->key), &val, i == 0);
+		squadstack_push_pair(&state, f->key, &val);
 	}
-	sqs_check_lead_size(op->lead_id, bytes);
+	squadstack_check_lead_size(op->lead_id, bytes);
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	op->payload = JsonbValueToJsonb(res);
 	return op;
 }
 
 /* Validate one lead object and build its payload. */
-SqsLeadOp *
-sqs_parse_lead(JsonbContainer *obj, int pos, bool is_update)
+SquadstackLeadOp *
+squadstack_parse_lead(JsonbContainer *obj, int pos, bool is_update)
 {
 	LeadField  *fields;
 	int			n = lead_fields(obj, &fields);
@@ -438,15 +438,15 @@ sqs_parse_lead(JsonbContainer *obj, int pos, bool is_update)
  * squadstack_update_lead() validate one lead object, without building and
  * reading back that object.
  */
-SqsLeadOp *
-sqs_parse_lead_fields(SqsLeadField *fields, int n, bool is_update)
+SquadstackLeadOp *
+squadstack_parse_lead_fields(SquadstackLeadField *fields, int n, bool is_update)
 {
 	return parse_fields(fields, n, 1, is_update);
 }
 
 /* Whether key a comes before key b in a jsonb object: shorter first. */
 int
-sqs_jsonb_key_cmp(const char *a, const char *b)
+squadstack_jsonb_key_cmp(const char *a, const char *b)
 {
 	size_t		la = strlen(a);
 	size_t		lb = strlen(b);
@@ -458,22 +458,22 @@ sqs_jsonb_key_cmp(const char *a, const char *b)
 
 /* A payload of just {"lead_id": ...}, keeping the id's JSON type. */
 Jsonb *
-sqs_lead_id_payload(const char *lead_id, JsonbValue *id)
+squadstack_lead_id_payload(const char *lead_id, JsonbValue *id)
 {
 	JsonbParseState *state = NULL;
 
 	/* {"lead_id": <id>} */
-	sqs_check_lead_size(lead_id, 2 + sqs_json_pair_bytes("lead_id", 7, id, true));
+	squadstack_check_lead_size(lead_id, 2 + squadstack_json_pair_bytes("lead_id", 7, id, true));
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	sqs_push_pair(&state, "lead_id", id);
+	squadstack_push_pair(&state, "lead_id", id);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
 /* A lead to disable: "L1", 17 or {"lead_id": "L1"}. */
-SqsLeadOp *
-sqs_parse_disable_elem(JsonbValue *elem, int pos)
+SquadstackLeadOp *
+squadstack_parse_disable_elem(JsonbValue *elem, int pos)
 {
-	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
 	char	   *context = psprintf("lead at position %d", pos);
 	JsonbValue *id = elem;
 
@@ -483,7 +483,7 @@ sqs_parse_disable_elem(JsonbValue *elem, int pos)
 		int			n;
 		int			i;
 
-		n = lead_fields(sqs_lead_object(elem, pos), &fields);
+		n = lead_fields(squadstack_lead_object(elem, pos), &fields);
 		id = find_field(fields, n, "lead_id");
 		if (id == NULL)
 			check_field_names(fields, n, NULL, pos);
@@ -499,13 +499,13 @@ sqs_parse_disable_elem(JsonbValue *elem, int pos)
 						 errmsg("unexpected field \"%s\" for %s", fields[i].key, context),
 						 errdetail("A lead to disable is given by its lead_id alone.")));
 	}
-	op->lead_id = sqs_lead_id_from_jsonb(id, context);
-	op->payload = sqs_lead_id_payload(op->lead_id, id);
+	op->lead_id = squadstack_lead_id_from_jsonb(id, context);
+	op->payload = squadstack_lead_id_payload(op->lead_id, id);
 	return op;
 }
 
-SqsLeadOp *
-sqs_parse_update_lead(Jsonb *lead)
+SquadstackLeadOp *
+squadstack_parse_update_lead(Jsonb *lead)
 {
 	JsonbValue	v;
 
@@ -513,10 +513,10 @@ sqs_parse_update_lead(Jsonb *lead)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lead must be a JSON object, not a JSON %s",
-						sqs_jsonb_root_type_name(lead)),
+						squadstack_jsonb_root_type_name(lead)),
 				 errdetail("An update is an object with lead_id and the fields to change.")));
 	v.type = jbvBinary;
 	v.val.binary.data = &lead->root;
 	v.val.binary.len = VARSIZE(lead) - VARHDRSZ;
-	return sqs_parse_lead(v.val.binary.data, 1, true);
+	return squadstack_parse_lead(v.val.binary.data, 1, true);
 }

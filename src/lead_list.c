@@ -22,8 +22,8 @@
 
 #include "lead.h"
 
-/* one key/value pair of a lead object (SqsLeadField, lead.h) */
-typedef SqsLeadField LeadField;
+/* one key/value pair of a lead object (SquadstackLeadField, lead.h) */
+typedef SquadstackLeadField LeadField;
 
 /*
  * A one-dimensional array without NULLs being filled one element at a
@@ -170,7 +170,7 @@ seen_equal(void *ids, uint32 a, uint32 b)
  * call's memory is its input, the two arrays and a small hash table of the
  * lead ids, whatever the leads' validation needs on the way.
  */
-typedef SqsLeadOp *(*lead_elem_fn) (JsonbValue *elem, int pos);
+typedef SquadstackLeadOp *(*lead_elem_fn) (JsonbValue *elem, int pos);
 
 static void
 add_lead(ArrayBuf *ids, ArrayBuf *payloads,
@@ -178,7 +178,7 @@ add_lead(ArrayBuf *ids, ArrayBuf *payloads,
 		 JsonbValue *elem, int pos)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(lead_cxt);
-	SqsLeadOp  *op = fn(elem, pos);
+	SquadstackLeadOp  *op = fn(elem, pos);
 	uint32		offset;
 
 	MemoryContextSwitchTo(oldcxt);
@@ -200,11 +200,11 @@ add_lead(ArrayBuf *ids, ArrayBuf *payloads,
 	MemoryContextReset(lead_cxt);
 }
 
-static SqsLeadArrays *
+static SquadstackLeadArrays *
 parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
 				lead_elem_fn fn)
 {
-	SqsLeadArrays *out = palloc0(sizeof(SqsLeadArrays));
+	SquadstackLeadArrays *out = palloc0(sizeof(SquadstackLeadArrays));
 	MemoryContext lead_cxt;
 	ArrayBuf	ids;
 	ArrayBuf	payloads;
@@ -219,7 +219,7 @@ parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must be a JSON array or object, not a JSON %s",
-							argname, sqs_jsonb_root_type_name(leads))));
+							argname, squadstack_jsonb_root_type_name(leads))));
 	}
 	else if (JB_ROOT_IS_ARRAY(leads))
 	{
@@ -272,14 +272,14 @@ parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
 	return out;
 }
 
-static SqsLeadOp *
+static SquadstackLeadOp *
 create_elem(JsonbValue *elem, int pos)
 {
-	return sqs_parse_lead(sqs_lead_object(elem, pos), pos, false);
+	return squadstack_parse_lead(squadstack_lead_object(elem, pos), pos, false);
 }
 
-SqsLeadArrays *
-sqs_parse_create_leads(Jsonb *leads)
+SquadstackLeadArrays *
+squadstack_parse_create_leads(Jsonb *leads)
 {
 	return parse_lead_list(leads, "leads", false, create_elem);
 }
@@ -290,19 +290,19 @@ sqs_parse_create_leads(Jsonb *leads)
  * A lead given by its lead_id value alone, as a sync trigger has it for a
  * disable or a delete; validated as {"lead_id": ...} is.
  */
-SqsLeadOp *
-sqs_parse_lead_id(JsonbValue *id)
+SquadstackLeadOp *
+squadstack_parse_lead_id(JsonbValue *id)
 {
-	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
 
-	op->lead_id = sqs_lead_id_from_jsonb(id, "lead at position 1");
-	op->payload = sqs_lead_id_payload(op->lead_id, id);
+	op->lead_id = squadstack_lead_id_from_jsonb(id, "lead at position 1");
+	op->payload = squadstack_lead_id_payload(op->lead_id, id);
 	return op;
 }
 
-SqsLeadArrays *
-sqs_parse_disable_leads(Jsonb *lead_ids)
+SquadstackLeadArrays *
+squadstack_parse_disable_leads(Jsonb *lead_ids)
 {
-	return parse_lead_list(lead_ids, "lead_ids", true, sqs_parse_disable_elem);
+	return parse_lead_list(lead_ids, "lead_ids", true, squadstack_parse_disable_elem);
 }
 

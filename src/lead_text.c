@@ -30,7 +30,7 @@ static const char *const reserved_fields[] = {
 };
 
 const char *
-sqs_jsonb_type_name(const JsonbValue *v)
+squadstack_jsonb_type_name(const JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -54,14 +54,14 @@ sqs_jsonb_type_name(const JsonbValue *v)
 }
 
 const char *
-sqs_jsonb_root_type_name(Jsonb *jb)
+squadstack_jsonb_root_type_name(Jsonb *jb)
 {
 	if (JB_ROOT_IS_SCALAR(jb))
 	{
 		JsonbValue	v;
 
 		if (JsonbExtractScalar(&jb->root, &v))
-			return sqs_jsonb_type_name(&v);
+			return squadstack_jsonb_type_name(&v);
 		return "scalar";
 	}
 	return JB_ROOT_IS_OBJECT(jb) ? "object" : "array";
@@ -101,7 +101,7 @@ unicode_is_blank(pg_wchar c)
  * control).
  */
 int
-sqs_next_char(const char *s, int len, pg_wchar *c)
+squadstack_next_char(const char *s, int len, pg_wchar *c)
 {
 	unsigned char b = (unsigned char) s[0];
 	int			l;
@@ -131,7 +131,7 @@ sqs_next_char(const char *s, int len, pg_wchar *c)
  * zero-width characters (a name of only no-break or ideographic spaces).
  */
 bool
-sqs_text_is_blank(const char *s, int len)
+squadstack_text_is_blank(const char *s, int len)
 {
 	int			i = 0;
 
@@ -139,7 +139,7 @@ sqs_text_is_blank(const char *s, int len)
 	{
 		pg_wchar	c;
 
-		i += sqs_next_char(s + i, len - i, &c);
+		i += squadstack_next_char(s + i, len - i, &c);
 		if (!unicode_is_blank(c))
 			return false;
 	}
@@ -153,7 +153,7 @@ sqs_text_is_blank(const char *s, int len)
  * lack, or silently keep, the field meant.
  */
 const char *
-sqs_reserved_field_lookalike(const char *key)
+squadstack_reserved_field_lookalike(const char *key)
 {
 	char		folded[32];
 	int			n = 0;
@@ -165,7 +165,7 @@ sqs_reserved_field_lookalike(const char *key)
 	{
 		pg_wchar	c;
 
-		i += sqs_next_char(key + i, len - i, &c);
+		i += squadstack_next_char(key + i, len - i, &c);
 		if (unicode_is_blank(c))
 			continue;
 		if (c >= 0x80 || n >= (int) sizeof(folded) - 1)
@@ -226,27 +226,27 @@ json_value_bytes(const JsonbValue *v)
 				return bytes;
 			}
 		default:
-			elog(ERROR, "unexpected JSON %s in a lead payload", sqs_jsonb_type_name(v));
+			elog(ERROR, "unexpected JSON %s in a lead payload", squadstack_jsonb_type_name(v));
 	}
 	return 0;					/* keep compiler quiet */
 }
 
 /* "key": value, preceded by ", " unless it is the object's first pair */
 int64
-sqs_json_pair_bytes(const char *key, int keylen, const JsonbValue *v, bool first)
+squadstack_json_pair_bytes(const char *key, int keylen, const JsonbValue *v, bool first)
 {
 	return (first ? 0 : 2) + json_string_bytes(key, keylen) + 2 + json_value_bytes(v);
 }
 
 void
-sqs_check_lead_size(const char *lead_id, int64 bytes)
+squadstack_check_lead_size(const char *lead_id, int64 bytes)
 {
-	if (bytes > sqs_max_lead_bytes)
+	if (bytes > squadstack_max_lead_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("lead \"%s\" is too large", lead_id),
 				 errdetail("Lead \"%s\" has %lld bytes as JSON; squadstack.max_lead_bytes allows %d.",
-						   lead_id, (long long) bytes, sqs_max_lead_bytes)));
+						   lead_id, (long long) bytes, squadstack_max_lead_bytes)));
 }
 
 /*
@@ -254,7 +254,7 @@ sqs_check_lead_size(const char *lead_id, int64 bytes)
  * as JSON text.
  */
 void
-sqs_check_lead_bytes(const char *lead_id, Jsonb *payload)
+squadstack_check_lead_bytes(const char *lead_id, Jsonb *payload)
 {
 	JsonbIterator *it = JsonbIteratorInit(&payload->root);
 	JsonbValue	v;
@@ -277,12 +277,12 @@ sqs_check_lead_bytes(const char *lead_id, Jsonb *payload)
 				keylen = v.val.string.len;
 				break;
 			case WJB_VALUE:
-				bytes += sqs_json_pair_bytes(key, keylen, &v, first);
+				bytes += squadstack_json_pair_bytes(key, keylen, &v, first);
 				first = false;
 				break;
 			default:
 				elog(ERROR, "a lead payload is not a JSON object");
 		}
 	}
-	sqs_check_lead_size(lead_id, bytes);
+	squadstack_check_lead_size(lead_id, bytes);
 }

@@ -5,23 +5,23 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_OP_H
-#define SQS_OP_H
+#ifndef SQUADSTACK_OP_H
+#define SQUADSTACK_OP_H
 
 #include "postgres.h"
 
-typedef enum SqsOp
+typedef enum SquadstackOp
 {
-	SQS_OP_CREATE,
-	SQS_OP_UPDATE,
-	SQS_OP_DISABLE,
-	SQS_OP_DELETE,
-	SQS_OP_CONVERT
-} SqsOp;
+	SQUADSTACK_OP_CREATE,
+	SQUADSTACK_OP_UPDATE,
+	SQUADSTACK_OP_DISABLE,
+	SQUADSTACK_OP_DELETE,
+	SQUADSTACK_OP_CONVERT
+} SquadstackOp;
 
-extern const char *sqs_op_name(SqsOp op);
-extern SqsOp sqs_op_from_name(const char *name);
-extern const char *sqs_op_method(SqsOp op);
-extern bool sqs_op_is_batched(SqsOp op);
+extern const char *squadstack_op_name(SquadstackOp op);
+extern SquadstackOp squadstack_op_from_name(const char *name);
+extern const char *squadstack_op_method(SquadstackOp op);
+extern bool squadstack_op_is_batched(SquadstackOp op);
 
-#endif							/* SQS_OP_H */
+#endif							/* SQUADSTACK_OP_H */

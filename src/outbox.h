@@ -6,8 +6,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_OUTBOX_H
-#define SQS_OUTBOX_H
+#ifndef SQUADSTACK_OUTBOX_H
+#define SQUADSTACK_OUTBOX_H
 
 #include "postgres.h"
 
@@ -17,11 +17,11 @@
 #include "squadstack.h"
 
 /* one claimed call */
-typedef struct SqsBatch
+typedef struct SquadstackBatch
 {
 	int64		call_id;		/* 0 until the call is admitted */
 	char	   *campaign;
-	SqsOp		op;
+	SquadstackOp		op;
 	const char *method;
 	char	   *url;
 	char	   *token;
@@ -31,17 +31,17 @@ typedef struct SqsBatch
 	Datum	   *ids;			/* int8 datums */
 	int		   *attempts;
 	bool	   *uncertain;
-} SqsBatch;
+} SquadstackBatch;
 
 /* claim.c: one call's worth of work, leased; false if none can go now */
-extern bool sqs_claim(const SqsConfig *cfg, SqsBatch *b, SqsDeliveryResult *r,
+extern bool squadstack_claim(const SquadstackConfig *cfg, SquadstackBatch *b, SquadstackDeliveryResult *r,
 					  MemoryContext cxt, char *campaign, size_t campaign_size);
 
 /* record.c: the answer, and the operations moved on by it */
-extern void sqs_record(const SqsConfig *cfg, SqsBatch *b, const SqsHttpResult *res);
+extern void squadstack_record(const SquadstackConfig *cfg, SquadstackBatch *b, const SquadstackHttpResult *res);
 
 /* record.c: a call that failed in the extension itself */
-extern void sqs_record_failed_call(const SqsConfig *cfg, int64 call_id,
+extern void squadstack_record_failed_call(const SquadstackConfig *cfg, int64 call_id,
 								   const char *error, bool uncertain);
 
-#endif							/* SQS_OUTBOX_H */
+#endif							/* SQUADSTACK_OUTBOX_H */

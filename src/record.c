@@ -44,7 +44,7 @@ typedef enum CallOutcome
  * squadstack.duplicate_create_pattern (checked when it was set).
  */
 static bool
-says_lead_exists(const SqsConfig *cfg, const SqsHttpResult *res)
+says_lead_exists(const SquadstackConfig *cfg, const SquadstackHttpResult *res)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		args[2];
@@ -52,14 +52,14 @@ says_lead_exists(const SqsConfig *cfg, const SqsHttpResult *res)
 
 	if (cfg->duplicate_create_pattern[0] == '\0')
 		return false;
-	args[0] = CStringGetTextDatum(sqs_clean_text(res->body, res->body_len, SQS_MAX_ERROR_TEXT));
+	args[0] = CStringGetTextDatum(squadstack_clean_text(res->body, res->body_len, SQUADSTACK_MAX_ERROR_TEXT));
 	args[1] = CStringGetTextDatum(cfg->duplicate_create_pattern);
-	sqs_exec("SELECT $1 ~* $2", 2, argtypes, args, NULL, SPI_OK_SELECT);
+	squadstack_exec("SELECT $1 ~* $2", 2, argtypes, args, NULL, SPI_OK_SELECT);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 static CallOutcome
-classify(const SqsConfig *cfg, const SqsBatch *b, const SqsHttpResult *res)
+classify(const SquadstackConfig *cfg, const SquadstackBatch *b, const SquadstackHttpResult *res)
 {
 	long		s = res->status;
 
@@ -70,13 +70,13 @@ classify(const SqsConfig *cfg, const SqsBatch *b, const SqsHttpResult *res)
 	{
 		if (b->n > 1)
 			return OUTCOME_SPLIT;
-		if (s == 400 && b->uncertain[0] && b->op == SQS_OP_CREATE &&
+		if (s == 400 && b->uncertain[0] && b->op == SQUADSTACK_OP_CREATE &&
 			says_lead_exists(cfg, res))
 			return OUTCOME_ALREADY_DONE;
 		return OUTCOME_FAILED;
 	}
 	if (s == 404 && b->n == 1 && b->uncertain[0] &&
-		(b->op == SQS_OP_DELETE || b->op == SQS_OP_DISABLE))
+		(b->op == SQUADSTACK_OP_DELETE || b->op == SQUADSTACK_OP_DISABLE))
 		return OUTCOME_ALREADY_DONE;
 	if (s == 401 || s == 403)
 		return OUTCOME_AUTH_PAUSE;
@@ -96,43 +96,43 @@ classify(const SqsConfig *cfg, const SqsBatch *b, const SqsHttpResult *res)
  * than 503, which says the request was not handled.
  */
 static bool
-answer_is_uncertain(const SqsHttpResult *res)
+answer_is_uncertain(const SquadstackHttpResult *res)
 {
 	return res->status == 0 || (res->status >= 500 && res->status != 503);
 }
 
 /* What to keep as the error: the API's body verbatim, or what went wrong. */
 static char *
-error_text(const SqsHttpResult *res, CallOutcome outcome)
+error_text(const SquadstackHttpResult *res, CallOutcome outcome)
 {
 	switch (outcome)
 	{
 		case OUTCOME_SENT:
-			if (res->body_len == 0 || sqs_json_is_valid(res->body, res->body_len))
+			if (res->body_len == 0 || squadstack_json_is_valid(res->body, res->body_len))
 				return NULL;
 			return psprintf("HTTP %ld with an answer that is not JSON, taken as accepted: %s",
-							res->status, sqs_clean_text(res->body, res->body_len, 200));
+							res->status, squadstack_clean_text(res->body, res->body_len, 200));
 		case OUTCOME_ALREADY_DONE:
 			return psprintf("already done: re-sent after an uncertain attempt, the API answered HTTP %ld: %s",
-							res->status, sqs_clean_text(res->body, res->body_len, 500));
+							res->status, squadstack_clean_text(res->body, res->body_len, 500));
 		case OUTCOME_FAILED:
 		case OUTCOME_SPLIT:
 			if (res->status == 413)
 				return psprintf("HTTP 413: the API refused the request as too large: %s",
-								sqs_clean_text(res->body, res->body_len, 500));
-			return sqs_clean_text(res->body, res->body_len, SQS_MAX_ERROR_TEXT);
+								squadstack_clean_text(res->body, res->body_len, 500));
+			return squadstack_clean_text(res->body, res->body_len, SQUADSTACK_MAX_ERROR_TEXT);
 		default:
 			break;
 	}
 	if (res->status == 0)
 		return pstrdup(res->error ? res->error : "no answer");
 	return psprintf("HTTP %ld: %s", res->status,
-					sqs_clean_text(res->body, res->body_len, 500));
+					squadstack_clean_text(res->body, res->body_len, 500));
 }
 
 /* Step 3: complete the call's record and move its operations on. */
 void
-sqs_record(const SqsConfig *cfg, SqsBatch *b, const SqsHttpResult *res)
+squadstack_record(const SquadstackConfig *cfg, SquadstackBatch *b, const SquadstackHttpResult *res)
 {
 	CallOutcome outcome = classify(cfg, b, res);
 	char	   *error = error_text(res, outcome);
@@ -143,7 +143,7 @@ sqs_record(const SqsConfig *cfg, SqsBatch *b, const SqsHttpResult *res)
 	bool		uncertain = answer_is_uncertain(res);
 	int			i;
 
-	sqs_log_call_end(b->call_id, res, error);
+	squadstack_log_call_end(b->call_id, res, error);
 
 	for (i = 0; i < b->n; i++)
 	{
@@ -171,7 +171,7 @@ sqs_record(const SqsConfig *cfg, SqsBatch *b, const SqsHttpResult *res)
 				if (b->attempts[i] + 1 >= cfg->max_attempts)
 					state = "failed";
 				else
-					delay = (double) sqs_backoff_ms(b->attempts[i] + 1, cfg->retry_base_ms,
+					delay = (double) squadstack_backoff_ms(b->attempts[i] + 1, cfg->retry_base_ms,
 													cfg->retry_max_ms,
 													pg_prng_double(&pg_global_prng_state));
 				break;
@@ -207,7 +207,7 @@ sqs_record(const SqsConfig *cfg, SqsBatch *b, const SqsHttpResult *res)
 		args[8] = BoolGetDatum(uncertain);
 
 		/* only if the lease is still ours: a recovered lease was re-queued */
-		sqs_exec("UPDATE squadstack.outbox o SET"
+		squadstack_exec("UPDATE squadstack.outbox o SET"
 				 " state = u.state,"
 				 " attempts = o.attempts + u.add_attempt,"
 				 " next_attempt_at = CASE WHEN u.state = 'queued'"
@@ -224,22 +224,22 @@ sqs_record(const SqsConfig *cfg, SqsBatch *b, const SqsHttpResult *res)
 	}
 
 	/* later operations of these leads may be sendable now */
-	sqs_note_work(b->campaign);
+	squadstack_note_work(b->campaign);
 
 	if (outcome == OUTCOME_AUTH_PAUSE || outcome == OUTCOME_PAUSE)
-		(void) sqs_pause_token_if_needed(cfg, b->token_id, res);
+		(void) squadstack_pause_token_if_needed(cfg, b->token_id, res);
 	else if (outcome != OUTCOME_RETRY)
 	{
 		if (outcome == OUTCOME_SENT || outcome == OUTCOME_ALREADY_DONE)
-			sqs_token_answered(b->token_id);
-		sqs_campaign_answered(b->campaign);
+			squadstack_token_answered(b->token_id);
+		squadstack_campaign_answered(b->campaign);
 	}
 
 	if (outcome == OUTCOME_SENT || outcome == OUTCOME_ALREADY_DONE)
-		(void) sqs_registry_record_answer(ids, b->op, true);
+		(void) squadstack_registry_record_answer(ids, b->op, true);
 	else if (outcome == OUTCOME_FAILED ||
-			 (outcome == OUTCOME_RETRY && b->op == SQS_OP_CREATE))
-		(void) sqs_registry_record_answer(ids, b->op, false);
+			 (outcome == OUTCOME_RETRY && b->op == SQUADSTACK_OP_CREATE))
+		(void) squadstack_registry_record_answer(ids, b->op, false);
 }
 
 /*
@@ -249,7 +249,7 @@ sqs_record(const SqsConfig *cfg, SqsBatch *b, const SqsHttpResult *res)
  * and the call and the operations say what happened.
  */
 void
-sqs_record_failed_call(const SqsConfig *cfg, int64 call_id, const char *error,
+squadstack_record_failed_call(const SquadstackConfig *cfg, int64 call_id, const char *error,
 					   bool uncertain)
 {
 	Oid			argtypes[6] = {INT8OID, TEXTOID, INT4OID, INT4OID, INT4OID, BOOLOID};
@@ -261,7 +261,7 @@ sqs_record_failed_call(const SqsConfig *cfg, int64 call_id, const char *error,
 	args[3] = Int32GetDatum(cfg->retry_base_ms);
 	args[4] = Int32GetDatum(cfg->retry_max_ms);
 	args[5] = BoolGetDatum(uncertain);
-	sqs_exec("UPDATE squadstack.outbox SET"
+	squadstack_exec("UPDATE squadstack.outbox SET"
 			 " state = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'queued' END,"
 			 " attempts = attempts + 1,"
 			 " next_attempt_at = clock_timestamp() + least($4 * 2 ^ attempts, $5)"
@@ -270,5 +270,5 @@ sqs_record_failed_call(const SqsConfig *cfg, int64 call_id, const char *error,
 			 " lease_pid = NULL, leased_at = NULL, lease_expires_at = NULL "
 			 "WHERE call_id = $1 AND state = 'sending'",
 			 6, argtypes, args, NULL, SPI_OK_UPDATE);
-	sqs_log_call_error(call_id, error);
+	squadstack_log_call_error(call_id, error);
 }

@@ -51,7 +51,7 @@ static bool registry_deferred = false;
  * for a create), for the operations ids of kind op; erase a deleted lead.
  */
 static void
-record_registry(Datum ids, SqsOp op, bool accepted)
+record_registry(Datum ids, SquadstackOp op, bool accepted)
 {
 	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, BOOLOID};
 	Datum		args[3];
@@ -61,10 +61,10 @@ record_registry(Datum ids, SqsOp op, bool accepted)
 	args[0] = ids;
 	if (!accepted)
 	{
-		if (op != SQS_OP_CREATE)
+		if (op != SQUADSTACK_OP_CREATE)
 			return;
 		/* a sync trigger's create enters the registry only now */
-		sqs_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+		squadstack_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
 				 "SELECT campaign_id, lead_id, 'failed' FROM squadstack.outbox "
 				 "WHERE id = ANY ($1) AND state = 'failed' "
 				 "ON CONFLICT (campaign_id, lead_id) DO UPDATE"
@@ -76,19 +76,19 @@ record_registry(Datum ids, SqsOp op, bool accepted)
 
 	switch (op)
 	{
-		case SQS_OP_CREATE:
+		case SQUADSTACK_OP_CREATE:
 			status = "created";
 			break;
-		case SQS_OP_DISABLE:
+		case SQUADSTACK_OP_DISABLE:
 			status = "disabled";
 			break;
-		case SQS_OP_CONVERT:
+		case SQUADSTACK_OP_CONVERT:
 			status = "converted";
 			break;
-		case SQS_OP_DELETE:
+		case SQUADSTACK_OP_DELETE:
 			status = "deleted";
 			break;
-		case SQS_OP_UPDATE:
+		case SQUADSTACK_OP_UPDATE:
 		default:
 			/* an update says the lead exists, nothing more */
 			status = "created";
@@ -97,22 +97,22 @@ record_registry(Datum ids, SqsOp op, bool accepted)
 	}
 	args[1] = CStringGetTextDatum(status);
 	args[2] = BoolGetDatum(overwrite);
-	sqs_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+	squadstack_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
 			 "SELECT campaign_id, lead_id, $2 FROM squadstack.outbox WHERE id = ANY ($1) "
 			 "ON CONFLICT (campaign_id, lead_id) DO UPDATE"
 			 " SET status = CASE WHEN $3 OR l.status IN ('queued', 'failed')"
 			 "                   THEN $2 ELSE l.status END,"
 			 "     updated_at = now()",
 			 3, argtypes, args, NULL, SPI_OK_INSERT);
-	if (op == SQS_OP_DELETE)
-		sqs_erase_deleted_leads(ids);
+	if (op == SQUADSTACK_OP_DELETE)
+		squadstack_erase_deleted_leads(ids);
 }
 
-/* record_registry()'s arguments, for sqs_try() */
+/* record_registry()'s arguments, for squadstack_try() */
 typedef struct RegistryUpdate
 {
 	Datum		ids;
-	SqsOp		op;
+	SquadstackOp		op;
 	bool		accepted;
 } RegistryUpdate;
 
@@ -122,7 +122,7 @@ record_registry_step(void *arg)
 	RegistryUpdate *u = arg;
 
 	/* ended with the subtransaction, or with the transaction */
-	if (sqs_lock_timeout_ms > REGISTRY_LOCK_TIMEOUT_MS)
+	if (squadstack_lock_timeout_ms > REGISTRY_LOCK_TIMEOUT_MS)
 		(void) set_config_option("lock_timeout",
 								 CppAsString2(REGISTRY_LOCK_TIMEOUT_MS) "ms",
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
@@ -137,20 +137,20 @@ record_registry_step(void *arg)
  * rest of the answer stays recorded.  Returns whether it was applied.
  */
 bool
-sqs_registry_record_answer(Datum ids, SqsOp op, bool accepted)
+squadstack_registry_record_answer(Datum ids, SquadstackOp op, bool accepted)
 {
 	RegistryUpdate u = {ids, op, accepted};
 	char	   *error;
 	Oid			argtypes[1] = {INT8ARRAYOID};
 
-	if (sqs_try(record_registry_step, &u, &error))
+	if (squadstack_try(record_registry_step, &u, &error))
 		return true;
 
 	ereport(WARNING,
 			(errmsg("could not update the lead registry after a %s call: %s",
-					sqs_op_name(op), error),
+					squadstack_op_name(op), error),
 			 errdetail("It will be updated when the lock is free.")));
-	sqs_exec("UPDATE squadstack.outbox SET record_pending = true WHERE id = ANY ($1)",
+	squadstack_exec("UPDATE squadstack.outbox SET record_pending = true WHERE id = ANY ($1)",
 			 1, argtypes, &ids, NULL, SPI_OK_UPDATE);
 	registry_deferred = true;
 	return false;
@@ -161,14 +161,14 @@ sqs_registry_record_answer(Datum ids, SqsOp op, bool accepted)
  * its own subtransaction.  Returns whether some are left.
  */
 bool
-sqs_registry_apply_pending(void)
+squadstack_registry_apply_pending(void)
 {
 	SPITupleTable *pending;
 	uint64		n;
 	uint64		i;
 	bool		left = false;
 
-	sqs_exec("SELECT id, op, state FROM squadstack.outbox WHERE record_pending"
+	squadstack_exec("SELECT id, op, state FROM squadstack.outbox WHERE record_pending"
 			 " ORDER BY id LIMIT " CppAsString2(MAX_PENDING_RECORDS),
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	pending = SPI_tuptable;
@@ -177,16 +177,16 @@ sqs_registry_apply_pending(void)
 	{
 		bool		isnull;
 		Datum		id = SPI_getbinval(pending->vals[i], pending->tupdesc, 1, &isnull);
-		SqsOp		op = sqs_op_from_name(SPI_getvalue(pending->vals[i], pending->tupdesc, 2));
+		SquadstackOp		op = squadstack_op_from_name(SPI_getvalue(pending->vals[i], pending->tupdesc, 2));
 		char	   *state = SPI_getvalue(pending->vals[i], pending->tupdesc, 3);
 		Datum		ids = PointerGetDatum(construct_array_builtin(&id, 1, INT8OID));
 
 		CHECK_FOR_INTERRUPTS();
-		if (sqs_registry_record_answer(ids, op, strcmp(state, "sent") == 0))
+		if (squadstack_registry_record_answer(ids, op, strcmp(state, "sent") == 0))
 		{
 			Oid			argtypes[1] = {INT8OID};
 
-			sqs_exec("UPDATE squadstack.outbox SET record_pending = false WHERE id = $1",
+			squadstack_exec("UPDATE squadstack.outbox SET record_pending = false WHERE id = $1",
 					 1, argtypes, &id, NULL, SPI_OK_UPDATE);
 		}
 		else
@@ -198,7 +198,7 @@ sqs_registry_apply_pending(void)
 
 /* Whether an update was left for later since the last call; forgets it. */
 bool
-sqs_registry_take_deferred(void)
+squadstack_registry_take_deferred(void)
 {
 	bool		deferred = registry_deferred;
 
@@ -212,12 +212,12 @@ sqs_registry_take_deferred(void)
  * personal data (erase.c).  The lock makes an outcome that comes while the
  * delete's answer is being recorded wait for it, and see the lead deleted;
  * one stored just before holds the lock, and the erasure waits for it
- * instead.  (sqs_registry_note_outcome() takes the same lock: taking it
+ * instead.  (squadstack_registry_note_outcome() takes the same lock: taking it
  * here first, and not a weaker one, spares concurrent outcomes of one lead
  * a deadlock upgrading it.)
  */
 bool
-sqs_registry_lock_is_deleted(const char *campaign, const char *lead_id)
+squadstack_registry_lock_is_deleted(const char *campaign, const char *lead_id)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
@@ -225,12 +225,12 @@ sqs_registry_lock_is_deleted(const char *campaign, const char *lead_id)
 	bool		isnull;
 
 	if (plan == NULL)
-		plan = sqs_prepare_kept("SELECT status = 'deleted' FROM squadstack.leads"
+		plan = squadstack_prepare_kept("SELECT status = 'deleted' FROM squadstack.leads"
 								" WHERE campaign_id = $1 AND lead_id = $2 FOR UPDATE",
 								2, argtypes);
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = CStringGetTextDatum(lead_id);
-	sqs_exec_plan(plan, args, NULL, SPI_OK_SELECT);
+	squadstack_exec_plan(plan, args, NULL, SPI_OK_SELECT);
 	return SPI_processed > 0 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -240,7 +240,7 @@ sqs_registry_lock_is_deleted(const char *campaign, const char *lead_id)
  * unless the registry knows better), with this latest outcome.
  */
 void
-sqs_registry_note_outcome(const char *campaign, const char *lead_id,
+squadstack_registry_note_outcome(const char *campaign, const char *lead_id,
 						  const char *outcome, TimestampTz processed_at)
 {
 	static SPIPlanPtr plan = NULL;
@@ -249,7 +249,7 @@ sqs_registry_note_outcome(const char *campaign, const char *lead_id,
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 
 	if (plan == NULL)
-		plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l"
+		plan = squadstack_prepare_kept("INSERT INTO squadstack.leads AS l"
 								" (campaign_id, lead_id, status, last_outcome, last_processed_at)"
 								" VALUES ($1, $2, 'created', $3, $4)"
 								" ON CONFLICT (campaign_id, lead_id) DO UPDATE SET"
@@ -268,7 +268,7 @@ sqs_registry_note_outcome(const char *campaign, const char *lead_id,
 	else
 		nulls[2] = 'n';
 	args[3] = TimestampTzGetDatum(processed_at);
-	sqs_exec_plan(plan, args, nulls, SPI_OK_INSERT);
+	squadstack_exec_plan(plan, args, nulls, SPI_OK_INSERT);
 }
 
 /*
@@ -277,14 +277,14 @@ sqs_registry_note_outcome(const char *campaign, const char *lead_id,
  * as failed or deleted.
  */
 void
-sqs_registry_mark_queued(const char *campaign, Datum lead_ids)
+squadstack_registry_mark_queued(const char *campaign, Datum lead_ids)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[2] = {TEXTOID, TEXTARRAYOID};
 	Datum		args[2];
 
 	if (plan == NULL)
-		plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
+		plan = squadstack_prepare_kept("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
 								" SELECT $1, u.lead_id, 'queued' FROM unnest($2) AS u(lead_id)"
 								" ON CONFLICT (campaign_id, lead_id) DO UPDATE"
 								" SET status = 'queued', updated_at = now()"
@@ -292,5 +292,5 @@ sqs_registry_mark_queued(const char *campaign, Datum lead_ids)
 								2, argtypes);
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = lead_ids;
-	sqs_exec_plan(plan, args, NULL, SPI_OK_INSERT);
+	squadstack_exec_plan(plan, args, NULL, SPI_OK_INSERT);
 }

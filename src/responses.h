@@ -5,20 +5,20 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_RESPONSES_H
-#define SQS_RESPONSES_H
+#ifndef SQUADSTACK_RESPONSES_H
+#define SQUADSTACK_RESPONSES_H
 
 #include "squadstack.h"
 
 /* pulling outcomes from the responses endpoint (responses.c) */
 /* what to pull: a campaign's outcomes, since a time or where the last sync stopped */
-typedef struct SqsResponsesRequest
+typedef struct SquadstackResponsesRequest
 {
-	char		campaign[SQS_MAX_CAMPAIGN_LEN + 1];
+	char		campaign[SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
 	bool		has_since;
 	TimestampTz since;
-} SqsResponsesRequest;
+} SquadstackResponsesRequest;
 
-extern int64 sqs_sync_responses_run(const SqsConfig *cfg, const SqsResponsesRequest *req);
+extern int64 squadstack_sync_responses_run(const SquadstackConfig *cfg, const SquadstackResponsesRequest *req);
 
-#endif							/* SQS_RESPONSES_H */
+#endif							/* SQUADSTACK_RESPONSES_H */

@@ -5,11 +5,11 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_RETENTION_H
-#define SQS_RETENTION_H
+#ifndef SQUADSTACK_RETENTION_H
+#define SQUADSTACK_RETENTION_H
 
 #include "postgres.h"
 
-extern void sqs_retention_run(int retention_s, int rate_window_ms);
+extern void squadstack_retention_run(int retention_s, int rate_window_ms);
 
-#endif							/* SQS_RETENTION_H */
+#endif							/* SQUADSTACK_RETENTION_H */

@@ -28,7 +28,7 @@
 #include "shmem.h"
 
 
-static SqsWorkerShared *shared = NULL;
+static SquadstackWorkerShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -40,18 +40,18 @@ static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 static int	nnoted = 0;
 static bool noted_all = false;
-static char noted[SQS_WORKER_NOTES][SQS_MAX_CAMPAIGN_LEN + 1];
+static char noted[SQUADSTACK_WORKER_NOTES][SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
 
 static void
-sqs_shmem_request(void)
+squadstack_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SqsWorkerShared)));
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SquadstackWorkerShared)));
 }
 
 static void
-sqs_shmem_startup(void)
+squadstack_shmem_startup(void)
 {
 	bool		found;
 
@@ -59,7 +59,7 @@ sqs_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("squadstack worker", sizeof(SqsWorkerShared), &found);
+	shared = ShmemInitStruct("squadstack worker", sizeof(SquadstackWorkerShared), &found);
 	if (!found)
 	{
 		memset(shared, 0, sizeof(*shared));
@@ -69,16 +69,16 @@ sqs_shmem_startup(void)
 }
 
 void
-sqs_shmem_init(void)
+squadstack_shmem_init(void)
 {
 	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = sqs_shmem_request;
+	shmem_request_hook = squadstack_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = sqs_shmem_startup;
+	shmem_startup_hook = squadstack_shmem_startup;
 }
 
-SqsWorkerShared *
-sqs_worker_shared(void)
+SquadstackWorkerShared *
+squadstack_worker_shared(void)
 {
 	return shared;
 }
@@ -107,7 +107,7 @@ wake_worker(void)
 					break;
 			if (j < shared->nnoted)
 				continue;
-			if (shared->nnoted == SQS_WORKER_NOTES)
+			if (shared->nnoted == SQUADSTACK_WORKER_NOTES)
 				shared->all_work = true;
 			else
 				strlcpy(shared->noted[shared->nnoted++], noted[i],
@@ -180,7 +180,7 @@ prepare_wake(void)
  * every campaign.
  */
 void
-sqs_wake_worker_at_commit(void)
+squadstack_wake_worker_at_commit(void)
 {
 	if (prepare_wake())
 		noted_all = true;
@@ -192,7 +192,7 @@ sqs_wake_worker_at_commit(void)
  * every row a sync trigger queues.
  */
 void
-sqs_note_work(const char *campaign)
+squadstack_note_work(const char *campaign)
 {
 	int			i;
 
@@ -201,7 +201,7 @@ sqs_note_work(const char *campaign)
 	for (i = nnoted - 1; i >= 0; i--)
 		if (strcmp(noted[i], campaign) == 0)
 			return;
-	if (nnoted == SQS_WORKER_NOTES)
+	if (nnoted == SQUADSTACK_WORKER_NOTES)
 		noted_all = true;
 	else
 		strlcpy(noted[nnoted++], campaign, sizeof(noted[0]));
@@ -218,7 +218,7 @@ worker_detach(int code, Datum arg)
 }
 
 void
-sqs_worker_attach(Oid database)
+squadstack_worker_attach(Oid database)
 {
 	SpinLockAcquire(&shared->mutex);
 	shared->pid = MyProcPid;
@@ -237,7 +237,7 @@ sqs_worker_attach(Oid database)
 
 /* What work arrived since the last call; forgets it. */
 void
-sqs_worker_take_notes(SqsWorkNotes *notes)
+squadstack_worker_take_notes(SquadstackWorkNotes *notes)
 {
 	SpinLockAcquire(&shared->mutex);
 	notes->n = shared->nnoted;
@@ -249,7 +249,7 @@ sqs_worker_take_notes(SqsWorkNotes *notes)
 }
 
 void
-sqs_worker_report(const char *waiting_for, TimestampTz until, int calls, int errors)
+squadstack_worker_report(const char *waiting_for, TimestampTz until, int calls, int errors)
 {
 	SpinLockAcquire(&shared->mutex);
 	strlcpy(shared->waiting_for, waiting_for, sizeof(shared->waiting_for));

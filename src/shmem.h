@@ -6,8 +6,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_SHMEM_H
-#define SQS_SHMEM_H
+#ifndef SQUADSTACK_SHMEM_H
+#define SQUADSTACK_SHMEM_H
 
 #include "postgres.h"
 
@@ -17,9 +17,9 @@
 
 #include "squadstack.h"
 
-#define SQS_WORKER_NOTES 32
+#define SQUADSTACK_WORKER_NOTES 32
 
-typedef struct SqsWorkerShared
+typedef struct SquadstackWorkerShared
 {
 	slock_t		mutex;
 	pid_t		pid;			/* 0 while no worker runs */
@@ -38,27 +38,27 @@ typedef struct SqsWorkerShared
 	 */
 	int			nnoted;
 	bool		all_work;
-	char		noted[SQS_WORKER_NOTES][SQS_MAX_CAMPAIGN_LEN + 1];
-} SqsWorkerShared;
+	char		noted[SQUADSTACK_WORKER_NOTES][SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
+} SquadstackWorkerShared;
 
-/* what the worker was woken for (sqs_worker_take_notes) */
-typedef struct SqsWorkNotes
+/* what the worker was woken for (squadstack_worker_take_notes) */
+typedef struct SquadstackWorkNotes
 {
 	int			n;
 	bool		all_work;
-	char		campaigns[SQS_WORKER_NOTES][SQS_MAX_CAMPAIGN_LEN + 1];
-} SqsWorkNotes;
+	char		campaigns[SQUADSTACK_WORKER_NOTES][SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
+} SquadstackWorkNotes;
 
 /* shmem.c */
-extern void sqs_shmem_init(void);
-extern SqsWorkerShared *sqs_worker_shared(void);
-extern void sqs_worker_attach(Oid database);
-extern void sqs_worker_take_notes(SqsWorkNotes *notes);
-extern void sqs_worker_report(const char *waiting_for, TimestampTz until,
+extern void squadstack_shmem_init(void);
+extern SquadstackWorkerShared *squadstack_worker_shared(void);
+extern void squadstack_worker_attach(Oid database);
+extern void squadstack_worker_take_notes(SquadstackWorkNotes *notes);
+extern void squadstack_worker_report(const char *waiting_for, TimestampTz until,
 							  int calls, int errors);
 
 /* waking the background worker (shmem.c) */
-extern void sqs_wake_worker_at_commit(void);
-extern void sqs_note_work(const char *campaign);
+extern void squadstack_wake_worker_at_commit(void);
+extern void squadstack_note_work(const char *campaign);
 
 #endif

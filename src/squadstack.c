@@ -25,7 +25,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	sqs_define_gucs();
+	squadstack_define_gucs();
 
 	/* last: it removes placeholders of settings not defined by now */
 	MarkGUCPrefixReserved("squadstack");
@@ -33,13 +33,13 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	sqs_shmem_init();
-	sqs_worker_register();
+	squadstack_shmem_init();
+	squadstack_worker_register();
 }
 
 /* The version of this library; the update scripts check it. */
 Datum
 squadstack_library_version(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(SQS_VERSION));
+	PG_RETURN_TEXT_P(cstring_to_text(SQUADSTACK_VERSION));
 }

@@ -15,31 +15,31 @@
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
-#define SQS_MAX_CAMPAIGN_LEN	64
-#define SQS_MAX_LEAD_ID_LEN		255
-#define SQS_MAX_DETAIL_LEN		32
-#define SQS_URL_MAX				1024
-#define SQS_TOKEN_MAX			1024
-#define SQS_PATTERN_MAX			256
+#define SQUADSTACK_MAX_CAMPAIGN_LEN	64
+#define SQUADSTACK_MAX_LEAD_ID_LEN		255
+#define SQUADSTACK_MAX_DETAIL_LEN		32
+#define SQUADSTACK_URL_MAX				1024
+#define SQUADSTACK_TOKEN_MAX			1024
+#define SQUADSTACK_PATTERN_MAX			256
 /* the longest text of an API answer kept as an error */
-#define SQS_MAX_ERROR_TEXT		8192
+#define SQUADSTACK_MAX_ERROR_TEXT		8192
 
-typedef enum SqsPhoneFormat
+typedef enum SquadstackPhoneFormat
 {
-	SQS_PHONE_E164,
-	SQS_PHONE_NATIONAL,
-	SQS_PHONE_AS_GIVEN
-} SqsPhoneFormat;
+	SQUADSTACK_PHONE_E164,
+	SQUADSTACK_PHONE_NATIONAL,
+	SQUADSTACK_PHONE_AS_GIVEN
+} SquadstackPhoneFormat;
 
 /*
  * The settings a sender works with.  Copied from the GUCs of the process
  * that asks for a delivery, so squadstack_flush() honours its session's
  * settings although the calls are made by a short-lived worker.
  */
-typedef struct SqsConfig
+typedef struct SquadstackConfig
 {
-	char		api_url[SQS_URL_MAX];
-	char		token[SQS_TOKEN_MAX];
+	char		api_url[SQUADSTACK_URL_MAX];
+	char		token[SQUADSTACK_TOKEN_MAX];
 	int			rate_limit;
 	int			rate_window_ms;
 	int			batch_size;
@@ -50,15 +50,15 @@ typedef struct SqsConfig
 	int			max_request_bytes;
 	int			lock_timeout_ms;
 	bool		linger;			/* a partial batch may wait when budget is scarce */
-	char		duplicate_create_pattern[SQS_PATTERN_MAX];
-} SqsConfig;
+	char		duplicate_create_pattern[SQUADSTACK_PATTERN_MAX];
+} SquadstackConfig;
 
 /* one validated lead operation: its id and what is sent for it */
-typedef struct SqsLeadOp
+typedef struct SquadstackLeadOp
 {
 	char	   *lead_id;		/* as text, for ordering and lookups */
 	Jsonb	   *payload;		/* what is sent for this lead */
-} SqsLeadOp;
+} SquadstackLeadOp;
 
 
 #endif							/* SQUADSTACK_H */

@@ -5,13 +5,13 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_TOKEN_H
-#define SQS_TOKEN_H
+#ifndef SQUADSTACK_TOKEN_H
+#define SQUADSTACK_TOKEN_H
 
 #include "squadstack.h"
 
 /* access tokens (token.c) */
-extern char *sqs_campaign_token(const char *campaign, const SqsConfig *cfg);
-extern char *sqs_token_id(const char *token);
+extern char *squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg);
+extern char *squadstack_token_id(const char *token);
 
-#endif							/* SQS_TOKEN_H */
+#endif							/* SQUADSTACK_TOKEN_H */

@@ -173,7 +173,7 @@ column_json(SyncField *f, Datum d, bool isnull, JsonbValue *v)
 
 /* One field of the lead as validation takes it: its key and JSON value. */
 static void
-set_field(SqsLeadField *out, SyncField *f, Datum d, bool isnull)
+set_field(SquadstackLeadField *out, SyncField *f, Datum d, bool isnull)
 {
 	out->key = f->field;
 	column_json(f, d, isnull, &out->value);
@@ -205,7 +205,7 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 	TEXTOID, TEXTOID, JSONBOID};
 	Datum		args[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	SqsRunAs	oc;
+	SquadstackRunAs	oc;
 	bool		isnull;
 
 	args[0] = CStringGetTextDatum(st->table_name);
@@ -228,15 +228,15 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 	 * owner.  Only the insert runs as the owner.
 	 */
 	SPI_connect();
-	sqs_exec("SELECT pg_catalog.to_jsonb($1)", 1, &rowtype, &row, NULL, SPI_OK_SELECT);
+	squadstack_exec("SELECT pg_catalog.to_jsonb($1)", 1, &rowtype, &row, NULL, SPI_OK_SELECT);
 	args[7] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	sqs_run_as(st->owner, "pg_catalog, pg_temp", &oc);
-	sqs_exec("INSERT INTO squadstack.sync_skipped "
+	squadstack_run_as(st->owner, "pg_catalog, pg_temp", &oc);
+	squadstack_exec("INSERT INTO squadstack.sync_skipped "
 			 "(table_name, trigger_name, operation, campaign_id, lead_id, "
 			 " sqlstate, error, row_data) "
 			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 			 8, argtypes, args, nulls, SPI_OK_INSERT);
-	sqs_end_run_as(&oc);
+	squadstack_end_run_as(&oc);
 	SPI_finish();
 
 	/* the warning names trigger and table itself; no context line needed */
@@ -266,18 +266,18 @@ typedef enum SyncParse
  * delete), without building that object first.
  */
 static List *
-parse_ops(SyncParse how, SqsLeadField *fields, int n)
+parse_ops(SyncParse how, SquadstackLeadField *fields, int n)
 {
 	switch (how)
 	{
 		case SYNC_PARSE_CREATE:
-			return list_make1(sqs_parse_lead_fields(fields, n, false));
+			return list_make1(squadstack_parse_lead_fields(fields, n, false));
 		case SYNC_PARSE_UPDATE:
-			return list_make1(sqs_parse_lead_fields(fields, n, true));
+			return list_make1(squadstack_parse_lead_fields(fields, n, true));
 		case SYNC_PARSE_LEAD_ID:
 			break;
 	}
-	return list_make1(sqs_parse_lead_id(&fields[0].value));
+	return list_make1(squadstack_parse_lead_id(&fields[0].value));
 }
 
 /*
@@ -288,22 +288,22 @@ parse_ops(SyncParse how, SqsLeadField *fields, int n)
 static void
 queue_ops(SyncTrigger *st, const char *op, List *ops)
 {
-	Oid			intake = sqs_intake_relid();
+	Oid			intake = squadstack_intake_relid();
 	ListCell   *lc;
 
 	if (OidIsValid(intake))
 	{
 		/* each insert also wakes the worker for the campaign at commit */
 		foreach(lc, ops)
-			sqs_intake_insert(intake, st->campaign, op, lfirst(lc));
+			squadstack_intake_insert(intake, st->campaign, op, lfirst(lc));
 	}
 	else
 	{
-		SqsRunAs	oc;
+		SquadstackRunAs	oc;
 
-		sqs_run_as(st->owner, "pg_catalog, pg_temp", &oc);
-		sqs_enqueue(st->campaign, op, ops, false);
-		sqs_end_run_as(&oc);
+		squadstack_run_as(st->owner, "pg_catalog, pg_temp", &oc);
+		squadstack_enqueue(st->campaign, op, ops, false);
+		squadstack_end_run_as(&oc);
 	}
 }
 
@@ -316,7 +316,7 @@ queue_ops(SyncTrigger *st, const char *op, List *ops)
  */
 static void
 validate_and_queue(SyncTrigger *st, const char *op, SyncParse how,
-				   SqsLeadField *fields, int n,
+				   SquadstackLeadField *fields, int n,
 				   TupleTableSlot *slot, ErrorContextCallback *errcallback)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
@@ -368,7 +368,7 @@ validate_and_queue(SyncTrigger *st, const char *op, SyncParse how,
 static void
 sync_insert(SyncTrigger *st, TupleTableSlot *slot, ErrorContextCallback *errcallback)
 {
-	SqsLeadField *fields = palloc(sizeof(SqsLeadField) * st->nfields);
+	SquadstackLeadField *fields = palloc(sizeof(SquadstackLeadField) * st->nfields);
 	int			i;
 
 	for (i = 0; i < st->nfields; i++)
@@ -403,7 +403,7 @@ sync_update(SyncTrigger *st, TupleTableSlot *oldslot, TupleTableSlot *newslot,
 			ErrorContextCallback *errcallback)
 {
 	SyncField  *lead = &st->fields[st->lead_idx];
-	SqsLeadField *fields = palloc(sizeof(SqsLeadField) * st->nfields);
+	SquadstackLeadField *fields = palloc(sizeof(SquadstackLeadField) * st->nfields);
 	int			n = 0;
 	bool		any = false;
 	int			i;
@@ -449,7 +449,7 @@ static void
 sync_delete(SyncTrigger *st, TupleTableSlot *slot, ErrorContextCallback *errcallback)
 {
 	SyncField  *lead = &st->fields[st->lead_idx];
-	SqsLeadField field;
+	SquadstackLeadField field;
 
 	set_field(&field, lead, slot->tts_values[lead->attnum - 1],
 			  slot->tts_isnull[lead->attnum - 1]);
@@ -480,7 +480,7 @@ squadstack_sync_trigger(PG_FUNCTION_ARGS)
 												   RelationGetRelationName(trigdata->tg_relation))),
 				 errdetail("squadstack_sync_trigger() queues each row's change once the row is written.")));
 
-	st = sqs_sync_trigger_get(fcinfo, trigdata);
+	st = squadstack_sync_trigger_get(fcinfo, trigdata);
 
 	if (TRIGGER_FIRED_BY_DELETE(event) && st->on_delete == SYNC_DELETE_IGNORE)
 		return PointerGetDatum(NULL);

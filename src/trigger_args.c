@@ -99,7 +99,7 @@ bad_argument(SyncTrigger *st, const char *arg, const char *detail)
 }
 
 /*
- * sqs_check_campaign's message does not say where the campaign came from;
+ * squadstack_check_campaign's message does not say where the campaign came from;
  * say it in ours.  Nothing happens between catching its error and raising
  * ours, so no subtransaction is needed.
  */
@@ -110,7 +110,7 @@ check_campaign_arg(SyncTrigger *st, const char *campaign)
 
 	PG_TRY();
 	{
-		sqs_check_campaign(campaign);
+		squadstack_check_campaign(campaign);
 	}
 	PG_CATCH();
 	{
@@ -222,7 +222,7 @@ require_field(SyncTrigger *st, const char *field, const char *why)
 static int
 field_order(const void *a, const void *b)
 {
-	return sqs_jsonb_key_cmp(((const SyncField *) a)->field,
+	return squadstack_jsonb_key_cmp(((const SyncField *) a)->field,
 							 ((const SyncField *) b)->field);
 }
 
@@ -251,7 +251,7 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 	st->cxt = cxt;
 	st->tgoid = trigger->tgoid;
 	st->relid = RelationGetRelid(rel);
-	st->owner = sqs_function_owner(funcoid);
+	st->owner = squadstack_function_owner(funcoid);
 	st->func_hash = GetSysCacheHashValue1(PROCOID, ObjectIdGetDatum(funcoid));
 	st->nargs = trigger->tgnargs;
 	st->args = palloc(sizeof(char *) * Max(trigger->tgnargs, 1));
@@ -296,7 +296,7 @@ build_sync_trigger(TriggerData *trigdata, Oid funcoid, MemoryContext parent)
 			continue;
 		}
 
-		reserved = sqs_reserved_field_lookalike(name);
+		reserved = squadstack_reserved_field_lookalike(name);
 		if (reserved != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -442,7 +442,7 @@ sweep_sync_triggers(void)
  * the stack may still use it; its memory goes with the transaction.
  */
 SyncTrigger *
-sqs_sync_trigger_get(FunctionCallInfo fcinfo, TriggerData *trigdata)
+squadstack_sync_trigger_get(FunctionCallInfo fcinfo, TriggerData *trigdata)
 {
 	SyncTriggerEntry *e;
 	bool		found;

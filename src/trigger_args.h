@@ -6,8 +6,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_TRIGGER_ARGS_H
-#define SQS_TRIGGER_ARGS_H
+#ifndef SQUADSTACK_TRIGGER_ARGS_H
+#define SQUADSTACK_TRIGGER_ARGS_H
 
 #include "postgres.h"
 
@@ -76,6 +76,6 @@ typedef struct SyncTrigger
 	AttrNumber	max_attnum;		/* how far to deform a row */
 } SyncTrigger;
 
-extern SyncTrigger *sqs_sync_trigger_get(FunctionCallInfo fcinfo, TriggerData *trigdata);
+extern SyncTrigger *squadstack_sync_trigger_get(FunctionCallInfo fcinfo, TriggerData *trigdata);
 
-#endif							/* SQS_TRIGGER_ARGS_H */
+#endif							/* SQUADSTACK_TRIGGER_ARGS_H */

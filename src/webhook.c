@@ -61,7 +61,7 @@ static SPIPlanPtr insert_plan = NULL;
 
 /* Apply a valid payload; returns its status. */
 static const char *
-apply(SqsOutcome *o, int64 inbox_id)
+apply(SquadstackOutcome *o, int64 inbox_id)
 {
 	Datum		args[11];
 	char		nulls[11];
@@ -77,7 +77,7 @@ apply(SqsOutcome *o, int64 inbox_id)
 		TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID, INT8OID};
 
 		if (upsert_plan == NULL)
-			upsert_plan = sqs_prepare_kept("INSERT INTO squadstack.lead_outcomes AS o"
+			upsert_plan = squadstack_prepare_kept("INSERT INTO squadstack.lead_outcomes AS o"
 								   " (campaign_id, lead_id, phone_number, contact_name, lead_outcome,"
 								   "  latest_recording_url, latest_called_at, processed_at, created_at,"
 								   "  lead_responses, inbox_id)"
@@ -95,7 +95,7 @@ apply(SqsOutcome *o, int64 inbox_id)
 								   "  updated_at = now()"
 								   " WHERE o.processed_at < excluded.processed_at",
 								   11, types);
-		current_plan = sqs_prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
+		current_plan = squadstack_prepare_kept("SELECT processed_at FROM squadstack.lead_outcomes"
 										" WHERE campaign_id = $1 AND lead_id = $2",
 										2, types);
 	}
@@ -115,10 +115,10 @@ apply(SqsOutcome *o, int64 inbox_id)
 	 * not a weaker one, spares concurrent outcomes of one lead a deadlock
 	 * upgrading it.)
 	 */
-	if (sqs_registry_lock_is_deleted(o->campaign_id, o->lead_id))
-		sqs_erase_outcome(o);
+	if (squadstack_registry_lock_is_deleted(o->campaign_id, o->lead_id))
+		squadstack_erase_outcome(o);
 
-	for (i = 0; i < SQS_NUM_TEXT_FIELDS; i++)
+	for (i = 0; i < SQUADSTACK_NUM_TEXT_FIELDS; i++)
 	{
 		if (o->fields[i] != NULL)
 			args[2 + i] = CStringGetTextDatum(o->fields[i]);
@@ -152,15 +152,15 @@ apply(SqsOutcome *o, int64 inbox_id)
 		return current == o->processed_at ? "duplicate" : "stale";
 	}
 
-	sqs_registry_note_outcome(o->campaign_id, o->lead_id,
-							  o->fields[SQS_FIELD_LEAD_OUTCOME], o->processed_at);
+	squadstack_registry_note_outcome(o->campaign_id, o->lead_id,
+							  o->fields[SQUADSTACK_FIELD_LEAD_OUTCOME], o->processed_at);
 	return "applied";
 }
 
-/* apply()'s arguments and result, for sqs_try() */
+/* apply()'s arguments and result, for squadstack_try() */
 typedef struct ApplyStep
 {
-	SqsOutcome *o;
+	SquadstackOutcome *o;
 	int64		inbox_id;
 	const char *status;
 } ApplyStep;
@@ -178,7 +178,7 @@ apply_step(void *arg)
 static void
 writeback_step(void *arg)
 {
-	sqs_writeback_apply(((ApplyStep *) arg)->o);
+	squadstack_writeback_apply(((ApplyStep *) arg)->o);
 }
 
 /*
@@ -193,16 +193,16 @@ writeback_step(void *arg)
  * duplicate, and writes it back.)
  */
 static const char *
-apply_guarded(SqsOutcome *o, int64 inbox_id, bool reapplying, char **error)
+apply_guarded(SquadstackOutcome *o, int64 inbox_id, bool reapplying, char **error)
 {
 	ApplyStep	a = {o, inbox_id, NULL};
 
 	*error = NULL;
-	if (sqs_try(apply_step, &a, error) &&
+	if (squadstack_try(apply_step, &a, error) &&
 		(strcmp(a.status, "applied") == 0 ||
 		 (reapplying && strcmp(a.status, "duplicate") == 0)))
 	{
-		if (sqs_try(writeback_step, &a, error))
+		if (squadstack_try(writeback_step, &a, error))
 			return "applied";
 	}
 	if (*error == NULL)
@@ -231,7 +231,7 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 	bool		nulls[INBOX_NCOLS];
 	bool		isnull;
 	Datum		d;
-	SqsOutcome		o;
+	SquadstackOutcome		o;
 	const char *error = NULL;
 	const char *status;
 	int			i;
@@ -273,7 +273,7 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 	if (isnull)
 		error = "the payload is null";
 	else
-		error = sqs_webhook_validate(DatumGetJsonbP(d), &o);
+		error = squadstack_webhook_validate(DatumGetJsonbP(d), &o);
 
 	if (error == NULL)
 	{
@@ -312,7 +312,7 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 	if (o.erased)
 	{
 		/* the inbox keeps what an erasure leaves of a payload */
-		values[1] = JsonbPGetDatum(sqs_erased_inbox_payload(o.campaign_id, o.lead_id));
+		values[1] = JsonbPGetDatum(squadstack_erased_inbox_payload(o.campaign_id, o.lead_id));
 		nulls[1] = false;
 		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, 1, attnums + 1, values + 1, nulls + 1);
 	}
@@ -363,10 +363,10 @@ squadstack_receive_webhook(PG_FUNCTION_ARGS)
 	int			rc;
 	bool		rejected;
 
-	if (sqs_webhook_secret != NULL && sqs_webhook_secret[0] != '\0')
+	if (squadstack_webhook_secret != NULL && squadstack_webhook_secret[0] != '\0')
 	{
 		if (PG_ARGISNULL(1) ||
-			!secret_matches(text_to_cstring(PG_GETARG_TEXT_PP(1)), sqs_webhook_secret))
+			!secret_matches(text_to_cstring(PG_GETARG_TEXT_PP(1)), squadstack_webhook_secret))
 			PG_RETURN_INT32(403);
 	}
 
@@ -375,7 +375,7 @@ squadstack_receive_webhook(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	if (insert_plan == NULL)
-		insert_plan = sqs_prepare_kept("INSERT INTO squadstack.webhook_inbox (payload) VALUES ($1)"
+		insert_plan = squadstack_prepare_kept("INSERT INTO squadstack.webhook_inbox (payload) VALUES ($1)"
 								   " RETURNING status",
 								   1, argtypes);
 	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
@@ -396,14 +396,14 @@ squadstack_receive_webhook(PG_FUNCTION_ARGS)
 static bool
 reapply_row(int64 id, Jsonb *payload)
 {
-	SqsOutcome	o;
+	SquadstackOutcome	o;
 	const char *status;
 	char	   *error;
 	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 
-	if (sqs_webhook_validate(payload, &o) != NULL)
+	if (squadstack_webhook_validate(payload, &o) != NULL)
 		return false;			/* was valid when it came; cannot happen */
 	status = apply_guarded(&o, id, true, &error);
 	args[0] = Int64GetDatum(id);
@@ -415,7 +415,7 @@ reapply_row(int64 id, Jsonb *payload)
 	args[3] = TimestampTzGetDatum(o.processed_at);
 	if (error != NULL)
 		nulls[3] = 'n';
-	sqs_exec("UPDATE squadstack.webhook_inbox SET status = $2, error = $3, processed_at = $4"
+	squadstack_exec("UPDATE squadstack.webhook_inbox SET status = $2, error = $3, processed_at = $4"
 			 " WHERE id = $1",
 			 4, argtypes, args, nulls, SPI_OK_UPDATE);
 	return error == NULL;
@@ -443,16 +443,16 @@ squadstack_reapply(PG_FUNCTION_ARGS)
 	arg = PG_GETARG_DATUM(0);
 	SPI_connect();
 	if (argtype == INT8OID)
-		sqs_exec("SELECT id, payload FROM squadstack.webhook_inbox"
+		squadstack_exec("SELECT id, payload FROM squadstack.webhook_inbox"
 				 " WHERE id = $1 AND status = 'apply_failed' FOR UPDATE",
 				 1, &argtype, &arg, NULL, SPI_OK_SELECT);
 	else
 	{
 		char	   *campaign = TextDatumGetCString(arg);
 
-		sqs_check_campaign(campaign);
+		squadstack_check_campaign(campaign);
 		argtype = TEXTOID;
-		sqs_exec("SELECT id, payload FROM squadstack.webhook_inbox"
+		squadstack_exec("SELECT id, payload FROM squadstack.webhook_inbox"
 				 " WHERE campaign_id = $1 AND status = 'apply_failed'"
 				 " ORDER BY id FOR UPDATE",
 				 1, &argtype, &arg, NULL, SPI_OK_SELECT);

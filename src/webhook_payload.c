@@ -33,7 +33,7 @@
 #include "webhook_payload.h"
 
 
-static const char *const text_fields[SQS_NUM_TEXT_FIELDS] = {
+static const char *const text_fields[SQUADSTACK_NUM_TEXT_FIELDS] = {
 	"phone_number", "contact_name", "lead_outcome", "latest_recording_url"
 };
 
@@ -125,11 +125,11 @@ parse_iso8601(const char *s, TimestampTz *result)
 		return false;
 	if (ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0)
 		return false;
-	if (sqs_DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 || dtype != DTK_DATE)
+	if (squadstack_DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 || dtype != DTK_DATE)
 		return false;
 	if (!has_offset)
 	{
-		pg_tz	   *zone = pg_tzset(sqs_webhook_timezone ? sqs_webhook_timezone : "UTC");
+		pg_tz	   *zone = pg_tzset(squadstack_webhook_timezone ? squadstack_webhook_timezone : "UTC");
 
 		if (zone == NULL)
 			return false;
@@ -211,7 +211,7 @@ valid_campaign(const char *s)
 	size_t		len = strlen(s);
 	const char *p;
 
-	if (len == 0 || len > SQS_MAX_CAMPAIGN_LEN)
+	if (len == 0 || len > SQUADSTACK_MAX_CAMPAIGN_LEN)
 		return false;
 	for (p = s; *p; p++)
 		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
@@ -225,7 +225,7 @@ valid_campaign(const char *s)
  * else the reason.
  */
 const char *
-sqs_webhook_validate(Jsonb *payload, SqsOutcome *o)
+squadstack_webhook_validate(Jsonb *payload, SquadstackOutcome *o)
 {
 	JsonbValue *v;
 	const char *err;
@@ -264,7 +264,7 @@ sqs_webhook_validate(Jsonb *payload, SqsOutcome *o)
 	}
 	if (o->lead_id == NULL)
 		return "missing \"lead_id\"";
-	if (o->lead_id[0] == '\0' || pg_mbstrlen(o->lead_id) > SQS_MAX_LEAD_ID_LEN)
+	if (o->lead_id[0] == '\0' || pg_mbstrlen(o->lead_id) > SQUADSTACK_MAX_LEAD_ID_LEN)
 		return "\"lead_id\" must have 1 to 255 characters";
 
 	v = get_field(payload, "processed_at");

@@ -5,14 +5,14 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_WEBHOOK_PAYLOAD_H
-#define SQS_WEBHOOK_PAYLOAD_H
+#ifndef SQUADSTACK_WEBHOOK_PAYLOAD_H
+#define SQUADSTACK_WEBHOOK_PAYLOAD_H
 
 #include "postgres.h"
 
 #include "outcome.h"
 
 /* NULL if valid (o filled in), else why not */
-extern const char *sqs_webhook_validate(Jsonb *payload, SqsOutcome *o);
+extern const char *squadstack_webhook_validate(Jsonb *payload, SquadstackOutcome *o);
 
-#endif							/* SQS_WEBHOOK_PAYLOAD_H */
+#endif							/* SQUADSTACK_WEBHOOK_PAYLOAD_H */

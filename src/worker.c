@@ -58,7 +58,7 @@ PG_FUNCTION_INFO_V1(squadstack_worker_status);
 #define PREPARED_SLEEP_MS 1000
 
 void
-sqs_worker_register(void)
+squadstack_worker_register(void)
 {
 	BackgroundWorker worker;
 
@@ -89,7 +89,7 @@ schema_state(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (OidIsValid(get_extension_oid("squadstack", true)))
-		state = sqs_schema_is_current() ? SCHEMA_CURRENT : SCHEMA_OLDER;
+		state = squadstack_schema_is_current() ? SCHEMA_CURRENT : SCHEMA_OLDER;
 	CommitTransactionCommand();
 	return state;
 }
@@ -122,12 +122,12 @@ prepared_xacts_pending(void)
 
 	if (max_prepared_xacts == 0)
 		return false;
-	sqs_begin_step("squadstack: looking for prepared transactions");
-	sqs_exec("SELECT 1 FROM pg_catalog.pg_prepared_xacts"
+	squadstack_begin_step("squadstack: looking for prepared transactions");
+	squadstack_exec("SELECT 1 FROM pg_catalog.pg_prepared_xacts"
 			 " WHERE database = pg_catalog.current_database() LIMIT 1",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	pending = SPI_processed > 0;
-	sqs_end_step();
+	squadstack_end_step();
 	return pending;
 }
 
@@ -149,7 +149,7 @@ ms_until(TimestampTz when)
  * commit.
  */
 static bool
-work_can_wait(const SqsWorkNotes *notes, const SqsDeliveryResult *last)
+work_can_wait(const SquadstackWorkNotes *notes, const SquadstackDeliveryResult *last)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
@@ -175,16 +175,16 @@ void
 squadstack_worker_main(Datum arg)
 {
 	TimestampTz last_retention = 0;
-	SqsDeliveryResult result;
+	SquadstackDeliveryResult result;
 	bool		quiet = false;	/* result says what waits, and until when */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(sqs_database_name, NULL, 0);
-	sqs_set_delivery_session(sqs_lock_timeout_ms);
-	sqs_worker_attach(MyDatabaseId);
+	BackgroundWorkerInitializeConnection(squadstack_database_name, NULL, 0);
+	squadstack_set_delivery_session(squadstack_lock_timeout_ms);
+	squadstack_worker_attach(MyDatabaseId);
 	RegisterXactCallback(worker_xact_callback, NULL);
 	pgstat_report_appname("squadstack worker");
 	memset(&result, 0, sizeof(result));
@@ -193,7 +193,7 @@ squadstack_worker_main(Datum arg)
 	{
 		long		timeout;
 		char		activity[128];
-		SqsWorkNotes notes;
+		SquadstackWorkNotes notes;
 		SchemaState schema;
 
 		CHECK_FOR_INTERRUPTS();
@@ -201,11 +201,11 @@ squadstack_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			sqs_set_delivery_session(sqs_lock_timeout_ms);
+			squadstack_set_delivery_session(squadstack_lock_timeout_ms);
 			quiet = false;		/* a token or a limit may have changed */
 		}
 
-		sqs_worker_take_notes(&notes);
+		squadstack_worker_take_notes(&notes);
 		if (quiet && result.next_wakeup != 0 &&
 			GetCurrentTimestamp() < result.next_wakeup &&
 			work_can_wait(&notes, &result))
@@ -225,7 +225,7 @@ squadstack_worker_main(Datum arg)
 		{
 			bool		missing = (schema == SCHEMA_MISSING);
 
-			sqs_worker_report(missing ? "the extension to be created" :
+			squadstack_worker_report(missing ? "the extension to be created" :
 							  "the extension to be updated", 0, 0, 0);
 			pgstat_report_activity(STATE_IDLE, missing ?
 								   "waiting for CREATE EXTENSION squadstack" :
@@ -234,12 +234,12 @@ squadstack_worker_main(Datum arg)
 		}
 		else
 		{
-			SqsConfig	cfg;
+			SquadstackConfig	cfg;
 			const char *waiting;
 
-			sqs_config_from_gucs(&cfg);
+			squadstack_config_from_gucs(&cfg);
 			cfg.linger = true;
-			sqs_deliver(&cfg, CALLS_PER_ROUND, &result);
+			squadstack_deliver(&cfg, CALLS_PER_ROUND, &result);
 
 			if (result.more)
 				timeout = 0;
@@ -264,12 +264,12 @@ squadstack_worker_main(Datum arg)
 			if (!result.more &&
 				TimestampDifferenceExceeds(last_retention, GetCurrentTimestamp(), MAX_SLEEP_MS))
 			{
-				sqs_retention_run(sqs_retention_s, cfg.rate_window_ms);
+				squadstack_retention_run(squadstack_retention_s, cfg.rate_window_ms);
 				last_retention = GetCurrentTimestamp();
 			}
 
-			waiting = result.more ? "nothing: delivering" : sqs_wait_text(result.waiting_for);
-			sqs_worker_report(waiting,
+			waiting = result.more ? "nothing: delivering" : squadstack_wait_text(result.waiting_for);
+			squadstack_worker_report(waiting,
 							  (result.more || result.next_wakeup == 0) ? 0 : result.next_wakeup,
 							  result.calls, result.errors);
 			/* not palloc'd: this loop runs in TopMemoryContext */
@@ -297,8 +297,8 @@ squadstack_worker_status(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[8];
 	bool		nulls[8];
-	SqsWorkerShared copy;
-	SqsWorkerShared *shared = sqs_worker_shared();
+	SquadstackWorkerShared copy;
+	SquadstackWorkerShared *shared = squadstack_worker_shared();
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");

@@ -5,11 +5,11 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_WORKER_H
-#define SQS_WORKER_H
+#ifndef SQUADSTACK_WORKER_H
+#define SQUADSTACK_WORKER_H
 
 #include "postgres.h"
 
-extern void sqs_worker_register(void);
+extern void squadstack_worker_register(void);
 
-#endif							/* SQS_WORKER_H */
+#endif							/* SQUADSTACK_WORKER_H */

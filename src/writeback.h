@@ -5,14 +5,14 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_WRITEBACK_H
-#define SQS_WRITEBACK_H
+#ifndef SQUADSTACK_WRITEBACK_H
+#define SQUADSTACK_WRITEBACK_H
 
 #include "postgres.h"
 
 #include "outcome.h"
 
 /* write an applied outcome into the campaign's CRM tables */
-extern void sqs_writeback_apply(const SqsOutcome *o);
+extern void squadstack_writeback_apply(const SquadstackOutcome *o);
 
-#endif							/* SQS_WRITEBACK_H */
+#endif							/* SQUADSTACK_WRITEBACK_H */

@@ -265,7 +265,7 @@ main(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0)
 		{
-			printf("%s %s\n", PROGRAM_NAME, SQS_VERSION);
+			printf("%s %s\n", PROGRAM_NAME, SQUADSTACK_VERSION);
 			return 0;
 		}
 	}
@@ -337,7 +337,7 @@ main(int argc, char **argv)
 	}
 	freeaddrinfo(addr);
 	wh_log(WH_LOG, "%s %s listening on %s (port %d), path %s/{campaign}/{secret}",
-		   PROGRAM_NAME, SQS_VERSION, s->listen, wh_server_port(server),
+		   PROGRAM_NAME, SQUADSTACK_VERSION, s->listen, wh_server_port(server),
 		   s->prefix);
 
 	/* connect once now, so that a wrong connection string shows at start */
