@@ -58,8 +58,24 @@ SHLIB_LINK = -lcurl $(shell pkg-config --libs json-c)
 
 EXTRA_CLEAN = META.json $(DISTNAME).tar.gz
 
+# The TAP tests (test/t, PostgreSQL::Test::Cluster) are not in TAP_TESTS:
+# PGXS would then run them in every "make installcheck", and they take
+# minutes and cannot run as root, as test/regress.sh's pg_regress run does.
+# "make prove_installcheck" runs them through PGXS's prove setup, as a user
+# other than root who can write this directory; test/tap.sh does it for root.
+PROVE_TESTS = test/t/*.pl
+PROVE_FLAGS = -I test/t
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# "make installcheck" starts the API double for the suite and always stops
+# it (test/with_double.sh), so it works on its own after "make install".
+pg_regress_installcheck := bash $(srcdir)/test/with_double.sh $(pg_regress_installcheck)
+
+prove_installcheck:
+	$(prove_installcheck)
+.PHONY: prove_installcheck
 
 # PGXN's metadata, with the version filled in
 META.json: META.json.in $(EXTENSION).control

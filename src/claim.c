@@ -88,7 +88,7 @@ note_blocked(SquadstackDeliveryResult *r, const char *campaign, TimestampTz unti
 static void
 recover_leases(void)
 {
-	squadstack_exec("WITH r AS ("
+	SQUADSTACK_EXEC_KEPT("WITH r AS ("
 			 "  UPDATE squadstack.outbox o"
 			 "  SET state = 'queued', batch_limit = 1, next_attempt_at = now(), uncertain = true,"
 			 "      lease_pid = NULL, leased_at = NULL, lease_expires_at = NULL"
@@ -141,7 +141,7 @@ first_sendable(const char *campaign, SquadstackOp *op, int *batch_limit)
 		Datum		failed_create;
 
 		CHECK_FOR_INTERRUPTS();
-		squadstack_exec("SELECT o.op, o.batch_limit, o.id,"
+		SQUADSTACK_EXEC_KEPT("SELECT o.op, o.batch_limit, o.id,"
 				 "  CASE WHEN o.op IN ('update', 'convert') THEN ("
 				 "    SELECT f.id FROM squadstack.outbox f"
 				 "    WHERE f.campaign_id = o.campaign_id AND f.lead_id = o.lead_id"
@@ -169,7 +169,7 @@ first_sendable(const char *campaign, SquadstackOp *op, int *batch_limit)
 		}
 		args[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 		args[2] = failed_create;
-		squadstack_exec("UPDATE squadstack.outbox SET state = 'failed',"
+		SQUADSTACK_EXEC_KEPT("UPDATE squadstack.outbox SET state = 'failed',"
 				 " error = pg_catalog.format('not sent: the create of lead \"%s\" failed"
 				 " (operation %s)', lead_id, $3::text) "
 				 "WHERE id = $2",
@@ -189,7 +189,7 @@ fail_too_large(Datum id, int64 size, int max)
 	args[1] = CStringGetTextDatum(psprintf("the operation has " INT64_FORMAT " bytes as JSON, "
 										   "more than squadstack.max_request_bytes (%d): not sent",
 										   size, max));
-	squadstack_exec("UPDATE squadstack.outbox SET state = 'failed', error = $2 WHERE id = $1",
+	SQUADSTACK_EXEC_KEPT("UPDATE squadstack.outbox SET state = 'failed', error = $2 WHERE id = $1",
 			 2, argtypes, args, NULL, SPI_OK_UPDATE);
 }
 
@@ -243,7 +243,7 @@ lease_operations(const SquadstackConfig *cfg, const char *campaign, SquadstackBa
 	args[3] = Int32GetDatum(limit);
 
 	/* sizes first: the payloads are read only for what fits */
-	squadstack_exec("SELECT o.id, o.attempts, o.uncertain, octet_length(o.payload::text),"
+	SQUADSTACK_EXEC_KEPT("SELECT o.id, o.attempts, o.uncertain, octet_length(o.payload::text),"
 			 "  o.created_at "
 			 "FROM squadstack.outbox o "
 			 "WHERE o.campaign_id = $1 AND o.op = $2 AND o.state = 'queued'"
@@ -314,7 +314,7 @@ lease_operations(const SquadstackConfig *cfg, const char *campaign, SquadstackBa
 		StringInfoData body;
 
 		pargs[0] = PointerGetDatum(construct_array_builtin(ids, n, INT8OID));
-		squadstack_exec("SELECT o.payload::text FROM unnest($1) WITH ORDINALITY AS u(id, n)"
+		SQUADSTACK_EXEC_KEPT("SELECT o.payload::text FROM unnest($1) WITH ORDINALITY AS u(id, n)"
 				 " JOIN squadstack.outbox o ON o.id = u.id ORDER BY u.n",
 				 1, pargtypes, pargs, NULL, SPI_OK_SELECT);
 		if (SPI_processed != (uint64) n)
@@ -359,7 +359,7 @@ start_call(const SquadstackConfig *cfg, SquadstackBatch *b)
 	largs[0] = Int64GetDatum(b->call_id);
 	largs[1] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
 	largs[2] = Int64GetDatum((int64) cfg->request_timeout_ms + LEASE_SLACK_MS);
-	squadstack_exec("UPDATE squadstack.outbox SET state = 'sending', call_id = $1,"
+	SQUADSTACK_EXEC_KEPT("UPDATE squadstack.outbox SET state = 'sending', call_id = $1,"
 			 " lease_pid = pg_backend_pid(), leased_at = now(),"
 			 " lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' "
 			 "WHERE id = ANY ($2)",
@@ -411,7 +411,7 @@ squadstack_claim(const SquadstackConfig *cfg, SquadstackBatch *b, SquadstackDeli
 	squadstack_lock_intake();
 	recover_leases();
 
-	squadstack_exec("WITH RECURSIVE q(campaign_id) AS ("
+	SQUADSTACK_EXEC_KEPT("WITH RECURSIVE q(campaign_id) AS ("
 			 "  (SELECT campaign_id FROM squadstack.outbox WHERE state = 'queued'"
 			 "   ORDER BY campaign_id LIMIT 1)"
 			 "  UNION ALL"

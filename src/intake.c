@@ -263,7 +263,7 @@ squadstack_absorb_intake(const char *campaign, int max)
 		return 0;
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = Int32GetDatum(max);
-	squadstack_exec("WITH moved AS ("
+	SQUADSTACK_EXEC_KEPT("WITH moved AS ("
 			 "  DELETE FROM squadstack.intake WHERE ctid = ANY (ARRAY("
 			 "    SELECT ctid FROM squadstack.intake WHERE campaign_id = $1"
 			 "    ORDER BY id LIMIT $2))"

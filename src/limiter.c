@@ -62,10 +62,10 @@ squadstack_admit_call(const SquadstackConfig *cfg, const char *token_id, Squadst
 
 	memset(admit, 0, sizeof(*admit));
 	args[0] = CStringGetTextDatum(token_id);
-	squadstack_exec("INSERT INTO squadstack.token_state (token_id) VALUES ($1) "
+	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.token_state (token_id) VALUES ($1) "
 			 "ON CONFLICT DO NOTHING",
 			 1, argtypes, args, NULL, SPI_OK_INSERT);
-	squadstack_exec("SELECT paused_until FROM squadstack.token_state "
+	SQUADSTACK_EXEC_KEPT("SELECT paused_until FROM squadstack.token_state "
 			 "WHERE token_id = $1 FOR UPDATE",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
@@ -88,7 +88,7 @@ squadstack_admit_call(const SquadstackConfig *cfg, const char *token_id, Squadst
 	/* the limit-th most recent call must have left the window */
 	args[1] = Int64GetDatum(window_ms);
 	args[2] = Int32GetDatum(cfg->rate_limit);
-	squadstack_exec("SELECT count(*), min(started_at) FROM ("
+	SQUADSTACK_EXEC_KEPT("SELECT count(*), min(started_at) FROM ("
 			 "  SELECT started_at FROM squadstack.api_calls"
 			 "  WHERE token_id = $1"
 			 "    AND started_at > clock_timestamp() - $2 * interval '1 millisecond'"
@@ -125,7 +125,7 @@ squadstack_log_call_start(const char *token_id, const char *campaign, const char
 	args[2] = CStringGetTextDatum(op);
 	args[3] = CStringGetTextDatum(method);
 	args[4] = Int32GetDatum(n_leads);
-	squadstack_exec("INSERT INTO squadstack.api_calls "
+	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.api_calls "
 			 "(token_id, campaign_id, op, method, n_leads, started_at, sender_pid) "
 			 "VALUES ($1, $2, $3, $4, $5, clock_timestamp(), pg_backend_pid()) RETURNING id",
 			 5, argtypes, args, NULL, SPI_OK_INSERT_RETURNING);
@@ -152,7 +152,7 @@ squadstack_log_call_end(int64 call_id, const SquadstackHttpResult *res, const ch
 	args[4] = Int64GetDatum(res->retry_after_ms);
 	if (res->retry_after_ms < 0)
 		nulls[4] = 'n';
-	squadstack_exec("UPDATE squadstack.api_calls SET duration_ms = $2, http_status = $3,"
+	SQUADSTACK_EXEC_KEPT("UPDATE squadstack.api_calls SET duration_ms = $2, http_status = $3,"
 			 " error = $4, retry_after = $5 * interval '1 millisecond' WHERE id = $1",
 			 5, argtypes, args, nulls, SPI_OK_UPDATE);
 }
@@ -166,7 +166,7 @@ squadstack_log_call_error(int64 call_id, const char *error)
 
 	args[0] = Int64GetDatum(call_id);
 	args[1] = CStringGetTextDatum(error);
-	squadstack_exec("UPDATE squadstack.api_calls SET error = $2 WHERE id = $1 AND error IS NULL",
+	SQUADSTACK_EXEC_KEPT("UPDATE squadstack.api_calls SET error = $2 WHERE id = $1 AND error IS NULL",
 			 2, argtypes, args, NULL, SPI_OK_UPDATE);
 }
 
@@ -196,7 +196,7 @@ pause_token(const SquadstackConfig *cfg, const char *token_id, const SquadstackH
 			int			pauses;
 			bool		isnull;
 
-			squadstack_exec("SELECT pause_count FROM squadstack.token_state WHERE token_id = $1",
+			SQUADSTACK_EXEC_KEPT("SELECT pause_count FROM squadstack.token_state WHERE token_id = $1",
 					 1, argtypes, args, NULL, SPI_OK_SELECT);
 			pauses = SPI_processed ? DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 																  SPI_tuptable->tupdesc, 1,
@@ -211,7 +211,7 @@ pause_token(const SquadstackConfig *cfg, const char *token_id, const SquadstackH
 											   res->status == 429 ? "rate limited by the API" :
 											   "the API is unavailable"));
 	}
-	squadstack_exec("UPDATE squadstack.token_state SET"
+	SQUADSTACK_EXEC_KEPT("UPDATE squadstack.token_state SET"
 			 " paused_until = CASE WHEN $2 IS NULL THEN 'infinity'::timestamptz"
 			 "   ELSE clock_timestamp() + $2 * interval '1 millisecond' END,"
 			 " pause_reason = $3, pause_count = pause_count + 1, updated_at = now() "
@@ -244,7 +244,7 @@ squadstack_token_answered(const char *token_id)
 	Datum		args[1];
 
 	args[0] = CStringGetTextDatum(token_id);
-	squadstack_exec("UPDATE squadstack.token_state SET pause_count = 0 "
+	SQUADSTACK_EXEC_KEPT("UPDATE squadstack.token_state SET pause_count = 0 "
 			 "WHERE token_id = $1 AND pause_count > 0",
 			 1, argtypes, args, NULL, SPI_OK_UPDATE);
 }
@@ -264,7 +264,7 @@ squadstack_campaign_backoff(const SquadstackConfig *cfg, const char *campaign, c
 	args[1] = CStringGetTextDatum(error);
 	args[2] = Int32GetDatum(cfg->retry_base_ms);
 	args[3] = Int32GetDatum(cfg->retry_max_ms);
-	squadstack_exec("INSERT INTO squadstack.campaign_state AS s"
+	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.campaign_state AS s"
 			 " (campaign_id, failures, backoff_until, last_error)"
 			 " VALUES ($1, 1, clock_timestamp() + $3 * interval '1 millisecond', $2)"
 			 " ON CONFLICT (campaign_id) DO UPDATE SET"
@@ -283,7 +283,7 @@ squadstack_campaign_answered(const char *campaign)
 	Datum		args[1];
 
 	args[0] = CStringGetTextDatum(campaign);
-	squadstack_exec("DELETE FROM squadstack.campaign_state WHERE campaign_id = $1",
+	SQUADSTACK_EXEC_KEPT("DELETE FROM squadstack.campaign_state WHERE campaign_id = $1",
 			 1, argtypes, args, NULL, SPI_OK_DELETE);
 }
 

@@ -54,7 +54,7 @@ says_lead_exists(const SquadstackConfig *cfg, const SquadstackHttpResult *res)
 		return false;
 	args[0] = CStringGetTextDatum(squadstack_clean_text(res->body, res->body_len, SQUADSTACK_MAX_ERROR_TEXT));
 	args[1] = CStringGetTextDatum(cfg->duplicate_create_pattern);
-	squadstack_exec("SELECT $1 ~* $2", 2, argtypes, args, NULL, SPI_OK_SELECT);
+	SQUADSTACK_EXEC_KEPT("SELECT $1 ~* $2", 2, argtypes, args, NULL, SPI_OK_SELECT);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -207,7 +207,7 @@ squadstack_record(const SquadstackConfig *cfg, SquadstackBatch *b, const Squadst
 		args[8] = BoolGetDatum(uncertain);
 
 		/* only if the lease is still ours: a recovered lease was re-queued */
-		squadstack_exec("UPDATE squadstack.outbox o SET"
+		SQUADSTACK_EXEC_KEPT("UPDATE squadstack.outbox o SET"
 				 " state = u.state,"
 				 " attempts = o.attempts + u.add_attempt,"
 				 " next_attempt_at = CASE WHEN u.state = 'queued'"
@@ -261,7 +261,7 @@ squadstack_record_failed_call(const SquadstackConfig *cfg, int64 call_id, const 
 	args[3] = Int32GetDatum(cfg->retry_base_ms);
 	args[4] = Int32GetDatum(cfg->retry_max_ms);
 	args[5] = BoolGetDatum(uncertain);
-	squadstack_exec("UPDATE squadstack.outbox SET"
+	SQUADSTACK_EXEC_KEPT("UPDATE squadstack.outbox SET"
 			 " state = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'queued' END,"
 			 " attempts = attempts + 1,"
 			 " next_attempt_at = clock_timestamp() + least($4 * 2 ^ attempts, $5)"

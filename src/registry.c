@@ -64,7 +64,7 @@ record_registry(Datum ids, SquadstackOp op, bool accepted)
 		if (op != SQUADSTACK_OP_CREATE)
 			return;
 		/* a sync trigger's create enters the registry only now */
-		squadstack_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+		SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
 				 "SELECT campaign_id, lead_id, 'failed' FROM squadstack.outbox "
 				 "WHERE id = ANY ($1) AND state = 'failed' "
 				 "ON CONFLICT (campaign_id, lead_id) DO UPDATE"
@@ -97,7 +97,7 @@ record_registry(Datum ids, SquadstackOp op, bool accepted)
 	}
 	args[1] = CStringGetTextDatum(status);
 	args[2] = BoolGetDatum(overwrite);
-	squadstack_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
+	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
 			 "SELECT campaign_id, lead_id, $2 FROM squadstack.outbox WHERE id = ANY ($1) "
 			 "ON CONFLICT (campaign_id, lead_id) DO UPDATE"
 			 " SET status = CASE WHEN $3 OR l.status IN ('queued', 'failed')"
@@ -150,7 +150,7 @@ squadstack_registry_record_answer(Datum ids, SquadstackOp op, bool accepted)
 			(errmsg("could not update the lead registry after a %s call: %s",
 					squadstack_op_name(op), error),
 			 errdetail("It will be updated when the lock is free.")));
-	squadstack_exec("UPDATE squadstack.outbox SET record_pending = true WHERE id = ANY ($1)",
+	SQUADSTACK_EXEC_KEPT("UPDATE squadstack.outbox SET record_pending = true WHERE id = ANY ($1)",
 			 1, argtypes, &ids, NULL, SPI_OK_UPDATE);
 	registry_deferred = true;
 	return false;
@@ -168,7 +168,7 @@ squadstack_registry_apply_pending(void)
 	uint64		i;
 	bool		left = false;
 
-	squadstack_exec("SELECT id, op, state FROM squadstack.outbox WHERE record_pending"
+	SQUADSTACK_EXEC_KEPT("SELECT id, op, state FROM squadstack.outbox WHERE record_pending"
 			 " ORDER BY id LIMIT " CppAsString2(MAX_PENDING_RECORDS),
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	pending = SPI_tuptable;
@@ -186,7 +186,7 @@ squadstack_registry_apply_pending(void)
 		{
 			Oid			argtypes[1] = {INT8OID};
 
-			squadstack_exec("UPDATE squadstack.outbox SET record_pending = false WHERE id = $1",
+			SQUADSTACK_EXEC_KEPT("UPDATE squadstack.outbox SET record_pending = false WHERE id = $1",
 					 1, argtypes, &id, NULL, SPI_OK_UPDATE);
 		}
 		else

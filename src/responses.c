@@ -64,7 +64,7 @@ start_cursor(const SquadstackResponsesRequest *job, TimestampTz *cursor)
 		return true;
 	}
 	args[0] = CStringGetTextDatum(job->campaign);
-	squadstack_exec("SELECT last_processed_at FROM squadstack.response_sync"
+	SQUADSTACK_EXEC_KEPT("SELECT last_processed_at FROM squadstack.response_sync"
 			 " WHERE campaign_id = $1",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -127,7 +127,7 @@ store_page(const char *body, TimestampTz *latest, bool *has_latest, bool *more)
 	Datum		d;
 	int64		stored;
 
-	squadstack_exec("SELECT jsonb_typeof($1) = 'object'"
+	SQUADSTACK_EXEC_KEPT("SELECT jsonb_typeof($1) = 'object'"
 			 " AND jsonb_typeof($1->'results') = 'array',"
 			 " coalesce(jsonb_typeof($1->'next') NOT IN ('null'), false)",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
@@ -138,7 +138,7 @@ store_page(const char *body, TimestampTz *latest, bool *has_latest, bool *more)
 				 errdetail("Expected an object with a \"results\" array.")));
 	*more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
-	squadstack_exec("WITH ins AS ("
+	SQUADSTACK_EXEC_KEPT("WITH ins AS ("
 			 "  INSERT INTO squadstack.webhook_inbox (payload)"
 			 "  SELECT r FROM jsonb_array_elements($1->'results') AS r"
 			 "  RETURNING processed_at) "
@@ -166,7 +166,7 @@ save_cursor(const char *campaign, TimestampTz latest, bool has_latest, int64 sto
 	if (!has_latest)
 		nulls[1] = 'n';
 	args[2] = Int64GetDatum(stored);
-	squadstack_exec("INSERT INTO squadstack.response_sync AS s"
+	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.response_sync AS s"
 			 " (campaign_id, last_processed_at, last_synced_at, last_stored)"
 			 " VALUES ($1, $2, now(), $3)"
 			 " ON CONFLICT (campaign_id) DO UPDATE SET"

@@ -74,6 +74,20 @@ squadstack_exec_plan(SPIPlanPtr plan, Datum *args, const char *nulls, int expect
 		elog(ERROR, "squadstack statement failed: %s", SPI_result_code_string(rc));
 }
 
+void
+squadstack_exec_kept(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+					 Datum *args, const char *nulls, int expected)
+{
+	int			rc;
+
+	if (*plan == NULL)
+		*plan = squadstack_prepare_kept(sql, nargs, argtypes);
+	rc = SPI_execute_plan(*plan, args, nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "squadstack query failed (%s): %s",
+			 SPI_result_code_string(rc), sql);
+}
+
 /*
  * Run one statement with parameters inside SPI; an unexpected result is an
  * internal error (the statements are the extension's own).

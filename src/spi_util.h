@@ -18,6 +18,21 @@ extern SPIPlanPtr squadstack_prepare_kept(const char *sql, int nargs, Oid *argty
 extern void squadstack_exec_plan(SPIPlanPtr plan, Datum *args, const char *nulls,
 						  int expected);
 
+/*
+ * Run one of the extension's own statements with a plan kept for the life
+ * of the process, prepared at the first use at each place it is written.
+ */
+extern void squadstack_exec_kept(SPIPlanPtr *plan, const char *sql, int nargs,
+								 Oid *argtypes, Datum *args, const char *nulls,
+								 int expected);
+
+#define SQUADSTACK_EXEC_KEPT(sql, nargs, argtypes, args, nulls, expected) \
+	do { \
+		static SPIPlanPtr kept_plan_ = NULL; \
+		squadstack_exec_kept(&kept_plan_, (sql), (nargs), (argtypes), (args), \
+							 (nulls), (expected)); \
+	} while (0)
+
 /* run one statement inside SPI; an unexpected result is an internal error */
 extern void squadstack_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
 					 const char *nulls, int expected);

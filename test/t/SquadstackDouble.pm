@@ -342,17 +342,17 @@ sub wait_for
 	}
 }
 
-# Wait until $sql returns $expected (default 't'); returns whether it did.
+# Wait until $sql returns $expected (default 't'), at most $timeout seconds
+# (default: the framework's); returns whether it did.  This is
+# PostgreSQL::Test::Cluster's poll_query_until, with a timeout of the
+# test's choosing.
 sub wait_for_sql
 {
 	my ($node, $sql, $expected, $timeout) = @_;
 	$expected //= 't';
-	return wait_for(
-		sub {
-			my ($rc, $out) = $node->psql('postgres', $sql);
-			return $rc == 0 && $out eq $expected;
-		},
-		$timeout);
+	local $PostgreSQL::Test::Utils::timeout_default = $timeout
+	  if defined $timeout;
+	return $node->poll_query_until('postgres', $sql, $expected);
 }
 
 # The worker's pid from pg_stat_activity, or '' if it is not running.
