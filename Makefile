@@ -71,7 +71,7 @@ include $(PGXS)
 
 # "make installcheck" starts the API double for the suite and always stops
 # it (test/with_double.sh), so it works on its own after "make install".
-pg_regress_installcheck := bash $(srcdir)/test/with_double.sh $(pg_regress_installcheck)
+pg_regress_installcheck := $(patsubst %/pg_regress,bash $(srcdir)/test/with_double.sh %/pg_regress,$(pg_regress_installcheck))
 
 prove_installcheck:
 	$(prove_installcheck)
