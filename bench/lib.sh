@@ -98,20 +98,25 @@ double_ctl() { python3 "$repo/test/double_ctl.py" --port "$double_port" "$@"; }
 
 # bench_start_cluster [CONF]: a throw-away cluster in $work/data with
 # default durability (fsync and synchronous_commit on), listening on a
-# socket in $work only, the library preloaded and the worker delivering
-# database postgres to the double; CONF is appended to postgresql.conf
+# socket in $work only, the extension created in database postgres; once
+# the double runs, with the library preloaded and the worker delivering
+# database postgres to the double.  CONF is appended to postgresql.conf.
 bench_start_cluster() {
 	as_pg "$pgbin/initdb" -D "$work/data" -A trust -U postgres >/dev/null
 	cat >>"$work/data/postgresql.conf" <<EOF
 listen_addresses = ''
 unix_socket_directories = '$work'
 max_connections = 50
+EOF
+	if [ -n "${double_port:-}" ]; then
+		cat >>"$work/data/postgresql.conf" <<EOF
 shared_preload_libraries = 'squadstack'
 squadstack.database_name = 'postgres'
 squadstack.api_url = 'http://127.0.0.1:$double_port/api/v4'
 squadstack.token = 'bench-token'
-${1:-}
 EOF
+	fi
+	echo "${1:-}" >>"$work/data/postgresql.conf"
 	cluster_started=1
 	as_pg "$pgbin/pg_ctl" -D "$work/data" -l "$work/server.log" -w start >/dev/null
 	sql -c 'CREATE EXTENSION squadstack'

@@ -222,8 +222,83 @@ def main(argv):
     return 0
 
 
-def saturation(work, *args):
-    raise SystemExit("not yet")
+def saturation(work, limit, window, batch, windows, warmup):
+    limit, window, batch = int(limit), float(window), int(batch)
+    windows, warmup = int(windows), int(warmup)
+    requests = read_requests(work)
+    phases = []
+    with open(os.path.join(work, "phases"), encoding="ascii") as f:
+        for line in f:
+            load, campaign, start, rate, ticks, hz = line.split()
+            phases.append((int(load), campaign, float(start), float(rate),
+                           int(ticks) / float(hz)))
+    verdicts = []
+    for load, campaign, start, rate, cpu in phases:
+        samples = []
+        with open(os.path.join(work, "samples.%d" % load), encoding="ascii") as f:
+            for line in f:
+                p = line.split()
+                if len(p) == 3:
+                    samples.append((float(p[0]), float(p[1]), float(p[2])))
+        arrived = [(t, a) for t, a, _ in samples]
+        backlog = [(t, b) for t, _, b in samples]
+        calls = [r for r in requests
+                 if r.get("campaign") == campaign and r.get("endpoint") == "create"]
+        print("load %d%%: %.1f leads/s, %.0f per window of %g s (capacity %d)"
+              % (load, rate, rate * window, window, limit * batch))
+        print("  window  calls  used   leads  fill   arrived  delivered/arrived  backlog  429s")
+        rows = []
+        for k in range(warmup + windows):
+            t0, t1 = start + k * window, start + (k + 1) * window
+            mine = [r for r in calls if t0 <= r["received_at"] < t1]
+            ok = [r for r in mine if r.get("status") is not None and 200 <= r["status"] < 300]
+            n429 = sum(1 for r in mine if r.get("status") == 429)
+            used = sum(1 for r in mine if r.get("status") != 429)
+            leads = sum(len(r.get("lead_ids") or []) for r in ok)
+            fill = leads / (len(ok) * batch) if ok else float("nan")
+            arr = interpolate(arrived, t1) - interpolate(arrived, t0)
+            ratio = leads / arr if arr > 0 else float("nan")
+            left = interpolate(backlog, t1)
+            judged = k >= warmup
+            rows.append((used, leads, fill, arr, ratio, left, n429, judged))
+            print("  %s%-5d %5d  %5.3f %6d  %5.3f %7.0f  %17.3f  %7.0f  %4d"
+                  % (" " if judged else "w", k + 1, used, used / limit, leads, fill, arr,
+                     ratio, left, n429))
+        judged = [r for r in rows if r[7]]
+        total_calls = sum(r[0] for r in judged)
+        total_leads = sum(r[1] for r in judged)
+        total_arr = sum(r[3] for r in judged)
+        print("  judged windows: %d calls (%.3f of the budget), %d leads delivered of %.0f arrived"
+              " (%.3f), mean fill %.3f, largest backlog %.0f"
+              % (total_calls, total_calls / (limit * len(judged)), total_leads, total_arr,
+                 total_leads / total_arr if total_arr else float("nan"),
+                 total_leads / (total_calls * batch) if total_calls else float("nan"),
+                 max(r[5] for r in judged)))
+        print("  worker CPU while the leads arrived: %.2f s, %.4f s per 1,000 arrivals"
+              % (cpu, cpu / (interpolate(arrived, samples[-1][0]) - interpolate(arrived, start)) * 1000))
+        if load == 80:
+            worst = min(r[4] for r in judged)
+            verdicts.append(("80%%: every window delivers >= 0.95 of its arrivals (worst %.3f)"
+                             % worst, worst >= 0.95))
+            most = max(r[5] for r in judged)
+            bound = rate * window
+            verdicts.append(("80%%: the backlog stays bounded, at most one window's arrivals"
+                             " (%.0f) at every window's end (largest %.0f)" % (bound, most),
+                             most <= bound))
+        if load == 120:
+            worst = min(r[0] for r in judged) / limit
+            verdicts.append(("120%%: every window uses >= 0.97 of its calls (worst %.3f)" % worst,
+                             worst >= 0.97))
+            fill = min(r[2] for r in judged)
+            verdicts.append(("120%%: full batches, mean fill >= 0.99 in every window (worst %.3f)"
+                             % fill, fill >= 0.99))
+        print()
+    n429 = sum(1 for r in requests if r.get("status") == 429)
+    verdicts.append(("no 429 anywhere (%d seen)" % n429, n429 == 0))
+    print("goals:")
+    for text, met in verdicts:
+        print("  %-4s %s" % ("met" if met else "MISS", text))
+    print("(w: warm-up window, not judged)")
 
 
 if __name__ == "__main__":
