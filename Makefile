@@ -7,15 +7,18 @@ MODULE_big = squadstack
 OBJS = \
 	src/backoff.o \
 	src/deliver.o \
+	src/erase.o \
 	src/enqueue.o \
 	src/flush.o \
 	src/http.o \
 	src/intake.o \
 	src/lead.o \
+	src/limiter.o \
 	src/phone.o \
 	src/responses.o \
 	src/retention.o \
 	src/shmem.o \
+	src/spi_util.o \
 	src/squadstack.o \
 	src/token.o \
 	src/trigger.o \

@@ -50,3 +50,54 @@ COMMENT ON TABLE squadstack.campaign_state IS
  * and unsent creates for skip_existing.
  */
 CREATE INDEX intake_lead_idx ON squadstack.intake (campaign_id, lead_id, id);
+
+/*
+ * An answer whose lead-registry update (or erasure, after a delete) could
+ * not be made when it was recorded, because a user's open transaction held
+ * a row it needed: the worker applies it later.
+ */
+ALTER TABLE squadstack.outbox ADD COLUMN record_pending boolean NOT NULL DEFAULT false;
+CREATE INDEX outbox_record_pending_idx ON squadstack.outbox (id) WHERE record_pending;
+
+/*
+ * Per campaign and state: how many operations, the oldest, when the next is
+ * due, the last error, and whether the campaign's token is paused.
+ * Operations still in the intake count as queued.  blocked: queued
+ * operations held back by an earlier unfinished operation of the same lead;
+ * blocked_by: the kinds and states of those earlier operations.
+ */
+CREATE OR REPLACE VIEW squadstack.queue_status AS
+SELECT s.campaign_id,
+	   s.state,
+	   s.operations,
+	   s.oldest_created_at,
+	   s.next_due_at,
+	   s.last_error,
+	   t.paused AS token_paused,
+	   t.paused_until AS token_paused_until,
+	   t.pause_reason AS token_pause_reason,
+	   coalesce(b.blocked, 0) AS blocked,
+	   b.blocked_by
+FROM (SELECT o.campaign_id,
+			 o.state,
+			 count(*) AS operations,
+			 min(o.created_at) AS oldest_created_at,
+			 min(o.next_attempt_at) FILTER (WHERE o.state = 'queued') AS next_due_at,
+			 (array_agg(o.error ORDER BY o.id DESC)
+				FILTER (WHERE o.error IS NOT NULL))[1] AS last_error
+	  FROM (SELECT id, campaign_id, state, created_at, next_attempt_at, error
+			FROM squadstack.outbox
+			UNION ALL
+			SELECT id, campaign_id, 'queued'::squadstack.op_state, created_at, created_at, NULL
+			FROM squadstack.intake) o
+	  GROUP BY o.campaign_id, o.state) s
+	 CROSS JOIN LATERAL squadstack.token_status(s.campaign_id) t
+	 LEFT JOIN LATERAL (
+		SELECT count(DISTINCT q.id) AS blocked,
+			   string_agg(DISTINCT e.op || ' ' || e.state, ', ') AS blocked_by
+		FROM squadstack.outbox q
+			 JOIN squadstack.outbox e ON e.campaign_id = q.campaign_id
+				AND e.lead_id = q.lead_id AND e.id < q.id
+				AND e.state IN ('queued', 'sending')
+		WHERE s.state = 'queued' AND q.campaign_id = s.campaign_id
+		  AND q.state = 'queued') b ON true;

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -214,24 +215,30 @@ squadstack_job_main(Datum arg)
 	shared = dsm_segment_address(seg);
 
 	BackgroundWorkerInitializeConnectionByOid(shared->database, shared->user, 0);
-	sqs_set_delivery_session();
 
 	/*
 	 * The caller waits for this worker on a latch, which the deadlock
 	 * detector does not see.  If the caller's transaction holds a lock this
 	 * worker needs (say it queued, in the same transaction, a create of a
 	 * lead whose earlier operation this worker sends), both would wait for
-	 * ever: give up on a lock after the request timeout instead.
+	 * ever: lock_timeout makes this worker give up on the lock instead.
 	 */
-	{
-		char		timeout[32];
-
-		snprintf(timeout, sizeof(timeout), "%d", shared->cfg.request_timeout_ms);
-		SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_OVERRIDE);
-	}
+	sqs_set_delivery_session(Min(shared->cfg.lock_timeout_ms,
+								 shared->cfg.request_timeout_ms));
 
 	PG_TRY();
 	{
+		bool		current;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		current = sqs_schema_is_current();
+		CommitTransactionCommand();
+		if (!current)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the squadstack extension in this database is older than its library"),
+					 errhint("Run ALTER EXTENSION squadstack UPDATE.")));
 		if (shared->job.kind == SQS_JOB_FLUSH)
 			shared->result = flush_run(&shared->cfg, shared->job.max_calls);
 		else

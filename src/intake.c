@@ -12,14 +12,18 @@
  * from the outbox's sequence, so operations keep one order whichever way
  * they were queued.
  *
- * Whoever delivers moves the intake into the outbox at the start of each
- * claim, in the claim's transaction, under a lock that serialises claims: a
- * claim therefore never sees a later operation of a lead in the outbox
- * while an earlier one is still on its way from the intake.  The move
- * touches no row but the intake's and the new outbox rows, so it never
- * waits for a user's transaction; the lead registry learns of a trigger's
- * create when its call is answered, and skip_existing looks for unsent
- * creates in the intake and the outbox meanwhile (enqueue.c).
+ * Whoever delivers moves a campaign's oldest operations from the intake
+ * into the outbox when it is about to make a call for that campaign, a
+ * bounded number at a time, under a lock that serialises claims.  While no
+ * call can be made (the rate limit is used up, the token is paused) the
+ * intake is left alone, so a CRM write then costs one row and its index
+ * entry, not a second indexed write.  A lead's operation in the outbox is
+ * held back while an earlier one of the same lead is still in the intake
+ * (deliver.c), so the order per lead holds.  The move touches no row but
+ * the intake's and the new outbox rows, so it never waits for a user's
+ * transaction; the lead registry learns of a trigger's create when its
+ * call is answered, and skip_existing looks for unsent creates in the
+ * intake and the outbox meanwhile (enqueue.c).
  *
  * No privilege on the intake is checked when writing it: the caller is the
  * extension's own trigger, acting for the extension as a SECURITY DEFINER
@@ -29,15 +33,18 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class_d.h"
 #include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "nodes/execnodes.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -154,6 +161,34 @@ sqs_intake_relid(void)
 }
 
 /*
+ * Add the index entries of a row written with table_tuple_insert(), as
+ * the executor would: the intake's indexes are plain column indexes.
+ */
+static void
+insert_index_entries(Relation rel, TupleTableSlot *slot)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+		IndexInfo  *info = BuildIndexInfo(index);
+		Datum		values[INDEX_MAX_KEYS];
+		bool		isnull[INDEX_MAX_KEYS];
+
+		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
+			elog(ERROR, "index \"%s\" of squadstack.intake has expressions",
+				 RelationGetRelationName(index));
+		FormIndexDatum(info, slot, NULL, values, isnull);
+		index_insert(index, values, isnull, &slot->tts_tid, rel,
+					 UNIQUE_CHECK_NO, false, info);
+		index_close(index, NoLock);
+	}
+	list_free(indexes);
+}
+
+/*
  * Append one validated operation to squadstack.intake in the current
  * transaction: what INSERT INTO squadstack.intake VALUES (nextval(...),
  * ...) would do, without parsing, planning or starting an executor.
@@ -187,31 +222,50 @@ sqs_intake_insert(Oid relid, const char *campaign, const char *op,
 	ExecStoreVirtualTuple(slot);
 
 	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+	if (rel->rd_rel->relhasindex)
+		insert_index_entries(rel, slot);
 
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
+	sqs_note_work(campaign);
 }
 
 /*
- * Move everything in the intake into the outbox, keeping ids.  Runs in a
- * claim's transaction, inside SPI.  The lock (on the intake as an object, which no table lock
- * conflicts with) makes claims wait for each other until commit, so that a
- * claim never sees a lead's later operation in the outbox while an earlier
- * one is still on its way there in another claim's transaction.  Returns
- * the number of operations moved.
+ * Take the lock that serialises claims: on the intake as an object, which
+ * no table lock conflicts with, held until commit.  A claim therefore
+ * never sees a lead's later operation in the outbox while an earlier one
+ * is still on its way there in another claim's transaction.
  */
-uint64
-sqs_absorb_intake(void)
+void
+sqs_lock_intake(void)
 {
 	Oid			relid = sqs_intake_relid();
+
+	if (OidIsValid(relid))
+		LockDatabaseObject(RelationRelationId, relid, 0, ExclusiveLock);
+}
+
+/*
+ * Move a campaign's oldest operations, at most max of them, from the
+ * intake into the outbox, keeping ids.  Runs in a claim's transaction,
+ * inside SPI, after sqs_lock_intake().  Returns the number moved.
+ */
+uint64
+sqs_absorb_intake(const char *campaign, int max)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		args[2];
 	bool		isnull;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(sqs_intake_relid()))
 		return 0;
-	LockDatabaseObject(RelationRelationId, relid, 0, ExclusiveLock);
-
+	args[0] = CStringGetTextDatum(campaign);
+	args[1] = Int32GetDatum(max);
 	sqs_exec("WITH moved AS ("
-			 "  DELETE FROM squadstack.intake RETURNING *),"
+			 "  DELETE FROM squadstack.intake WHERE ctid = ANY (ARRAY("
+			 "    SELECT ctid FROM squadstack.intake WHERE campaign_id = $1"
+			 "    ORDER BY id LIMIT $2))"
+			 "  RETURNING *),"
 			 "queued AS ("
 			 "  INSERT INTO squadstack.outbox"
 			 "    (id, campaign_id, lead_id, op, payload, created_at, next_attempt_at)"
@@ -220,7 +274,7 @@ sqs_absorb_intake(void)
 			 "  FROM moved ORDER BY id"
 			 "  RETURNING 1) "
 			 "SELECT count(*) FROM queued",
-			 0, NULL, NULL, NULL, SPI_OK_SELECT);
+			 2, argtypes, args, NULL, SPI_OK_SELECT);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 									   &isnull));
 }

@@ -32,6 +32,7 @@
 #include "utils/wait_event.h"
 
 #include "http.h"
+#include "limiter.h"
 #include "squadstack.h"
 
 PG_FUNCTION_INFO_V1(squadstack_sync_responses);
@@ -109,26 +110,25 @@ reserve_call(const SqsConfig *cfg, const char *token_id, const char *campaign)
 
 	for (;;)
 	{
-		SqsDeliveryResult r;
+		SqsAdmit	admit;
 		int64		call_id = 0;
 		long		secs;
 		int			usecs;
 
-		memset(&r, 0, sizeof(r));
 		sqs_begin_step("squadstack: waiting for rate budget");
-		if (sqs_admit_call(cfg, token_id, &r))
+		if (sqs_admit_call(cfg, token_id, &admit) == SQS_ADMITTED)
 			call_id = sqs_log_call_start(token_id, campaign, "responses", "GET", 0);
 		sqs_end_step();
 		if (call_id != 0)
 			return call_id;
 
-		if (r.next_wakeup == 0 || r.next_wakeup > deadline)
+		if (admit.until == 0 || admit.until > deadline)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("could not sync responses for campaign \"%s\": waiting for %s",
-							campaign, r.waiting_for ? r.waiting_for : "the API"),
+							campaign, sqs_admission_wait_text(admit.result)),
 					 errhint("See squadstack.queue_status; the next sync continues where this one stopped.")));
-		TimestampDifference(GetCurrentTimestamp(), r.next_wakeup, &secs, &usecs);
+		TimestampDifference(GetCurrentTimestamp(), admit.until, &secs, &usecs);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 secs * 1000 + usecs / 1000 + 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

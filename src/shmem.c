@@ -34,9 +34,15 @@ static SqsWorkerShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* set when this transaction queued work, reset at its end */
+/*
+ * Set when this transaction queued work, reset at its end; the campaigns it
+ * queued for (all_work: some it did not name, or more than fit).
+ */
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
+static int	nnoted = 0;
+static bool noted_all = false;
+static char noted[SQS_WORKER_NOTES][SQS_MAX_CAMPAIGN_LEN + 1];
 
 static void
 sqs_shmem_request(void)
@@ -79,19 +85,48 @@ sqs_worker_shared(void)
 	return shared;
 }
 
+/* Hand this transaction's notes to the worker and set its latch. */
 static void
 wake_worker(void)
 {
 	Latch	   *latch = NULL;
+	int			i;
 
 	if (shared == NULL)
 		return;
 	SpinLockAcquire(&shared->mutex);
 	if (shared->pid != 0 && shared->pid != MyProcPid)
+	{
 		latch = shared->latch;
+		if (noted_all)
+			shared->all_work = true;
+		for (i = 0; i < nnoted && !shared->all_work; i++)
+		{
+			int			j;
+
+			for (j = 0; j < shared->nnoted; j++)
+				if (strcmp(shared->noted[j], noted[i]) == 0)
+					break;
+			if (j < shared->nnoted)
+				continue;
+			if (shared->nnoted == SQS_WORKER_NOTES)
+				shared->all_work = true;
+			else
+				strlcpy(shared->noted[shared->nnoted++], noted[i],
+						sizeof(shared->noted[0]));
+		}
+	}
 	SpinLockRelease(&shared->mutex);
 	if (latch != NULL)
 		SetLatch(latch);
+}
+
+static void
+forget_notes(void)
+{
+	wake_at_commit = false;
+	noted_all = false;
+	nnoted = 0;
 }
 
 static void
@@ -102,7 +137,7 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
 				wake_worker();
-			wake_at_commit = false;
+			forget_notes();
 			break;
 		case XACT_EVENT_PREPARE:
 
@@ -112,33 +147,66 @@ xact_callback(XactEvent event, void *arg)
 			 * every second until it is gone (worker.c).
 			 */
 			if (wake_at_commit)
+			{
+				noted_all = true;
 				wake_worker();
-			wake_at_commit = false;
+			}
+			forget_notes();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			wake_at_commit = false;
+			forget_notes();
 			break;
 		default:
 			break;
 	}
 }
 
-/*
- * Wake the worker when the current transaction commits, so work it queued
- * is sent at once; nothing happens if it aborts.
- */
-void
-sqs_wake_worker_at_commit(void)
+static bool
+prepare_wake(void)
 {
 	if (shared == NULL)
-		return;
+		return false;
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(xact_callback, NULL);
 		xact_callback_registered = true;
 	}
 	wake_at_commit = true;
+	return true;
+}
+
+/*
+ * Wake the worker when the current transaction commits, so work it queued
+ * is sent at once; nothing happens if it aborts.  The worker then looks at
+ * every campaign.
+ */
+void
+sqs_wake_worker_at_commit(void)
+{
+	if (prepare_wake())
+		noted_all = true;
+}
+
+/*
+ * The same for work of one campaign: a worker that knows the campaign
+ * waits for a rate slot or a paused token stays asleep.  Cheap enough for
+ * every row a sync trigger queues.
+ */
+void
+sqs_note_work(const char *campaign)
+{
+	int			i;
+
+	if (!prepare_wake() || noted_all)
+		return;
+	for (i = nnoted - 1; i >= 0; i--)
+		if (strcmp(noted[i], campaign) == 0)
+			return;
+	if (nnoted == SQS_WORKER_NOTES)
+		noted_all = true;
+	else
+		strlcpy(noted[nnoted++], campaign, sizeof(noted[0]));
 }
 
 /* The worker announces itself; cleared again when it exits. */
@@ -163,8 +231,23 @@ sqs_worker_attach(Oid database)
 	shared->errors = 0;
 	shared->waiting_for[0] = '\0';
 	shared->wait_until = 0;
+	shared->nnoted = 0;
+	shared->all_work = true;	/* look at everything first */
 	SpinLockRelease(&shared->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
+}
+
+/* What work arrived since the last call; forgets it. */
+void
+sqs_worker_take_notes(SqsWorkNotes *notes)
+{
+	SpinLockAcquire(&shared->mutex);
+	notes->n = shared->nnoted;
+	notes->all_work = shared->all_work;
+	memcpy(notes->campaigns, shared->noted, sizeof(notes->campaigns));
+	shared->nnoted = 0;
+	shared->all_work = false;
+	SpinLockRelease(&shared->mutex);
 }
 
 void

@@ -46,6 +46,7 @@ typedef struct SqsConfig
 	int			retry_max_ms;
 	int			max_request_bytes;
 	int			lock_timeout_ms;
+	bool		linger;			/* a partial batch may wait when budget is scarce */
 	char		duplicate_create_pattern[SQS_PATTERN_MAX];
 } SqsConfig;
 
@@ -107,7 +108,8 @@ extern int64 sqs_enqueue(const char *campaign, const char *op, List *ops,
 extern Oid	sqs_intake_relid(void);
 extern void sqs_intake_insert(Oid relid, const char *campaign, const char *op,
 							  const SqsLeadOp *lop);
-extern uint64 sqs_absorb_intake(void);
+extern void sqs_lock_intake(void);
+extern uint64 sqs_absorb_intake(const char *campaign, int max);
 
 /* access tokens (token.c) */
 extern char *sqs_campaign_token(const char *campaign, const SqsConfig *cfg);
@@ -116,43 +118,51 @@ extern const char *sqs_token_problem(const char *token);
 
 /* waking the background worker (shmem.c) */
 extern void sqs_wake_worker_at_commit(void);
+extern void sqs_note_work(const char *campaign);
+
+/* what a delivery waits for when nothing can be sent now */
+typedef enum SqsWait
+{
+	SQS_WAIT_WORK,
+	SQS_WAIT_RETRY,
+	SQS_WAIT_RATE_SLOT,
+	SQS_WAIT_PAUSED_TOKEN,
+	SQS_WAIT_TOKEN_CHANGE,
+	SQS_WAIT_BACKOFF,
+	SQS_WAIT_FULLER_BATCH,
+	SQS_WAIT_ERROR
+} SqsWait;
+
+#define SQS_MAX_BLOCKED 64
+
+/* a campaign with due work that cannot be sent before a time (0: unknown) */
+typedef struct SqsBlocked
+{
+	char		campaign[SQS_MAX_CAMPAIGN_LEN + 1];
+	TimestampTz until;
+} SqsBlocked;
 
 /* delivery (deliver.c); runs in a process that may commit */
 typedef struct SqsDeliveryResult
 {
 	int			calls;			/* HTTP calls made */
-	int			errors;			/* calls that did not end in 2xx */
+	int			errors;			/* calls that did not end in 2xx, and failures */
 	bool		more;			/* stopped at max_calls with work left */
 	TimestampTz next_wakeup;	/* when more work may become sendable, or 0 */
-	const char *waiting_for;	/* what next_wakeup waits for */
+	SqsWait		waiting_for;	/* what next_wakeup waits for */
+	/* when nothing could be sent: the campaigns that wait, and until when */
+	int			nblocked;
+	bool		blocked_overflow;	/* more than fit in blocked[] */
+	SqsBlocked	blocked[SQS_MAX_BLOCKED];
 } SqsDeliveryResult;
 
-extern const char *const SQS_WAIT_RATE_SLOT;
+extern const char *sqs_wait_text(SqsWait wait);
 extern void sqs_deliver(const SqsConfig *cfg, int max_calls,
 						SqsDeliveryResult *result);
 
-extern char *sqs_clean_text(const char *s, size_t len, size_t max);
-
-extern void sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
-					 const char *nulls, int expected);
-
 /* a delivering process's settings (deliver.c) */
-extern void sqs_set_delivery_session(void);
-
-/* one short transaction with SPI, in a process outside any (deliver.c) */
-extern void sqs_begin_step(const char *activity);
-extern void sqs_end_step(void);
-
-/* the limiter and call log, for other kinds of calls (deliver.c) */
-struct SqsHttpResult;
-extern bool sqs_admit_call(const SqsConfig *cfg, const char *token_id,
-						   SqsDeliveryResult *r);
-extern int64 sqs_log_call_start(const char *token_id, const char *campaign,
-								const char *op, const char *method, int n_leads);
-extern void sqs_log_call_end(int64 call_id, const struct SqsHttpResult *res,
-							 const char *error);
-extern bool sqs_pause_token_if_needed(const SqsConfig *cfg, const char *token_id,
-									  const struct SqsHttpResult *res);
+extern void sqs_set_delivery_session(int lock_timeout_ms);
+extern bool sqs_schema_is_current(void);
 
 /* API work run in a background worker for the calling session (flush.c) */
 typedef enum SqsJobKind
@@ -174,5 +184,7 @@ extern int64 sqs_run_job(const SqsJob *job);
 
 /* pulling outcomes from the responses endpoint (responses.c) */
 extern int64 sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job);
+
+#include "spi_util.h"
 
 #endif							/* SQUADSTACK_H */

@@ -66,16 +66,25 @@ sqs_worker_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-static bool
-extension_installed(void)
+/* whether the extension exists in this database, and if so, in which shape */
+typedef enum SchemaState
 {
-	bool		installed;
+	SCHEMA_MISSING,
+	SCHEMA_OLDER,				/* ALTER EXTENSION UPDATE has not run yet */
+	SCHEMA_CURRENT
+} SchemaState;
+
+static SchemaState
+schema_state(void)
+{
+	SchemaState state = SCHEMA_MISSING;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("squadstack", true));
+	if (OidIsValid(get_extension_oid("squadstack", true)))
+		state = sqs_schema_is_current() ? SCHEMA_CURRENT : SCHEMA_OLDER;
 	CommitTransactionCommand();
-	return installed;
+	return state;
 }
 
 /*
@@ -125,45 +134,103 @@ ms_until(TimestampTz when)
 	return secs * 1000 + (usecs + 999) / 1000;
 }
 
+/*
+ * Whether the work that arrived (notes) can wait: every campaign it was for
+ * is known to wait for a rate slot, a paused token, a backoff or a fuller
+ * batch (blocked, from the last delivery that found nothing to send).
+ * Then the worker stays asleep instead of looking at the database on every
+ * commit.
+ */
+static bool
+work_can_wait(const SqsWorkNotes *notes, const SqsDeliveryResult *last)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	if (notes->all_work || last->blocked_overflow)
+		return false;
+	for (i = 0; i < notes->n; i++)
+	{
+		int			j;
+
+		for (j = 0; j < last->nblocked; j++)
+			if (strcmp(last->blocked[j].campaign, notes->campaigns[i]) == 0)
+				break;
+		if (j == last->nblocked)
+			return false;		/* a campaign not known to wait */
+		if (last->blocked[j].until != 0 && last->blocked[j].until <= now)
+			return false;
+	}
+	return true;
+}
+
 void
 squadstack_worker_main(Datum arg)
 {
 	TimestampTz last_retention = 0;
+	SqsDeliveryResult result;
+	bool		quiet = false;	/* result says what waits, and until when */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(sqs_database_name, NULL, 0);
-	sqs_set_delivery_session();
+	sqs_set_delivery_session(sqs_lock_timeout_ms);
 	sqs_worker_attach(MyDatabaseId);
 	RegisterXactCallback(worker_xact_callback, NULL);
 	pgstat_report_appname("squadstack worker");
+	memset(&result, 0, sizeof(result));
 
 	for (;;)
 	{
 		long		timeout;
 		char		activity[128];
+		SqsWorkNotes notes;
+		SchemaState schema;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			sqs_set_delivery_session(sqs_lock_timeout_ms);
+			quiet = false;		/* a token or a limit may have changed */
 		}
 
-		if (!extension_installed())
+		sqs_worker_take_notes(&notes);
+		if (quiet && result.next_wakeup != 0 &&
+			GetCurrentTimestamp() < result.next_wakeup &&
+			work_can_wait(&notes, &result))
 		{
-			sqs_worker_report("the extension to be created", 0, 0, 0);
-			pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION squadstack");
+			/* nothing to do before the wait ends: no database work */
+			timeout = Max(ms_until(result.next_wakeup), 1);
+			timeout = Min(timeout, PREPARED_SLEEP_MS);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 timeout, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+		quiet = false;
+
+		schema = schema_state();
+		if (schema != SCHEMA_CURRENT)
+		{
+			const char *why = schema == SCHEMA_MISSING ?
+				"the extension to be created" : "the extension to be updated";
+
+			sqs_worker_report(why, 0, 0, 0);
+			snprintf(activity, sizeof(activity), "waiting for %s", why);
+			pgstat_report_activity(STATE_IDLE, activity);
 			timeout = NO_EXTENSION_SLEEP_MS;
 		}
 		else
 		{
 			SqsConfig	cfg;
-			SqsDeliveryResult result;
+			const char *waiting;
 
 			sqs_config_from_gucs(&cfg);
+			cfg.linger = true;
 			sqs_deliver(&cfg, CALLS_PER_ROUND, &result);
 
 			if (result.more)
@@ -175,6 +242,7 @@ squadstack_worker_main(Datum arg)
 			timeout = Min(timeout, MAX_SLEEP_MS);
 			if (timeout > PREPARED_SLEEP_MS && prepared_xacts_pending())
 				timeout = PREPARED_SLEEP_MS;
+			quiet = !result.more;
 
 			if (!result.more &&
 				TimestampDifferenceExceeds(last_retention, GetCurrentTimestamp(), MAX_SLEEP_MS))
@@ -183,11 +251,12 @@ squadstack_worker_main(Datum arg)
 				last_retention = GetCurrentTimestamp();
 			}
 
-			sqs_worker_report(result.more ? "nothing: delivering" : result.waiting_for,
+			waiting = result.more ? "nothing: delivering" : sqs_wait_text(result.waiting_for);
+			sqs_worker_report(waiting,
 							  (result.more || result.next_wakeup == 0) ? 0 : result.next_wakeup,
 							  result.calls, result.errors);
 			/* not palloc'd: this loop runs in TopMemoryContext */
-			snprintf(activity, sizeof(activity), "waiting for %s", result.waiting_for);
+			snprintf(activity, sizeof(activity), "waiting for %s", waiting);
 			pgstat_report_activity(STATE_IDLE, result.more ? "delivering" : activity);
 		}
 

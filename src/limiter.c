@@ -1,0 +1,247 @@
+/*-------------------------------------------------------------------------
+ *
+ * limiter.c
+ *		The rate limiter, the call log (squadstack.api_calls) and token
+ *		pauses (squadstack.token_state).
+ *
+ * The limiter is a sliding-window log kept in squadstack.api_calls: a call
+ * is admitted when fewer than rate_limit calls with the same token started
+ * within the window (plus a small margin).  Admission is serialised per
+ * token by a row lock on squadstack.token_state, so every session and
+ * process that sends shares one limit, and the log survives restarts.
+ *
+ * Everything here runs inside SPI, in a short transaction of a process
+ * that delivers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "backoff.h"
+#include "limiter.h"
+#include "spi_util.h"
+
+const char *
+sqs_admission_wait_text(SqsAdmission result)
+{
+	switch (result)
+	{
+		case SQS_ADMITTED:
+			break;
+		case SQS_NO_RATE_SLOT:
+			return "a rate slot";
+		case SQS_TOKEN_PAUSED:
+			return "a paused token";
+		case SQS_TOKEN_REFUSED:
+			return "a token to be changed";
+	}
+	return "work";
+}
+
+/*
+ * Lock the token's state row and say whether a call may start now; if
+ * not, admit says why and until when.
+ */
+SqsAdmission
+sqs_admit_call(const SqsConfig *cfg, const char *token_id, SqsAdmit *admit)
+{
+	Oid			argtypes[3] = {TEXTOID, INT8OID, INT4OID};
+	Datum		args[3];
+	bool		isnull;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		window_ms = sqs_window_with_margin_ms(cfg->rate_window_ms);
+
+	memset(admit, 0, sizeof(*admit));
+	args[0] = CStringGetTextDatum(token_id);
+	sqs_exec("INSERT INTO squadstack.token_state (token_id) VALUES ($1) "
+			 "ON CONFLICT DO NOTHING",
+			 1, argtypes, args, NULL, SPI_OK_INSERT);
+	sqs_exec("SELECT paused_until FROM squadstack.token_state "
+			 "WHERE token_id = $1 FOR UPDATE",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull && DatumGetTimestampTz(d) > now)
+		{
+			if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d)))
+				admit->result = SQS_TOKEN_REFUSED;
+			else
+			{
+				admit->result = SQS_TOKEN_PAUSED;
+				admit->until = DatumGetTimestampTz(d);
+			}
+			return admit->result;
+		}
+	}
+
+	/* the limit-th most recent call must have left the window */
+	args[1] = Int64GetDatum(window_ms);
+	args[2] = Int32GetDatum(cfg->rate_limit);
+	sqs_exec("SELECT count(*), min(started_at) FROM ("
+			 "  SELECT started_at FROM squadstack.api_calls"
+			 "  WHERE token_id = $1"
+			 "    AND started_at > clock_timestamp() - $2 * interval '1 millisecond'"
+			 "  ORDER BY started_at DESC LIMIT $3) s",
+			 3, argtypes, args, NULL, SPI_OK_SELECT);
+	admit->used = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
+	if (admit->used < cfg->rate_limit)
+	{
+		admit->result = SQS_ADMITTED;
+		return admit->result;
+	}
+	admit->result = SQS_NO_RATE_SLOT;
+	admit->until = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 2, &isnull)) +
+		window_ms * 1000;
+	return admit->result;
+}
+
+/*
+ * Write the api_calls row of an admitted call; the limiter counts it from
+ * now on, whatever becomes of the call.  Returns its id.
+ */
+int64
+sqs_log_call_start(const char *token_id, const char *campaign, const char *op,
+				   const char *method, int n_leads)
+{
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	Datum		args[5];
+	bool		isnull;
+
+	args[0] = CStringGetTextDatum(token_id);
+	args[1] = CStringGetTextDatum(campaign);
+	args[2] = CStringGetTextDatum(op);
+	args[3] = CStringGetTextDatum(method);
+	args[4] = Int32GetDatum(n_leads);
+	sqs_exec("INSERT INTO squadstack.api_calls "
+			 "(token_id, campaign_id, op, method, n_leads, started_at, sender_pid) "
+			 "VALUES ($1, $2, $3, $4, $5, clock_timestamp(), pg_backend_pid()) RETURNING id",
+			 5, argtypes, args, NULL, SPI_OK_INSERT_RETURNING);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Complete the api_calls row with the answer. */
+void
+sqs_log_call_end(int64 call_id, const SqsHttpResult *res, const char *error)
+{
+	Oid			argtypes[5] = {INT8OID, FLOAT8OID, INT4OID, TEXTOID, INT8OID};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	args[0] = Int64GetDatum(call_id);
+	args[1] = Float8GetDatum(res->duration_ms);
+	args[2] = Int32GetDatum((int32) res->status);
+	if (res->status == 0)
+		nulls[2] = 'n';
+	if (error != NULL)
+		args[3] = CStringGetTextDatum(error);
+	else
+		nulls[3] = 'n';
+	args[4] = Int64GetDatum(res->retry_after_ms);
+	if (res->retry_after_ms < 0)
+		nulls[4] = 'n';
+	sqs_exec("UPDATE squadstack.api_calls SET duration_ms = $2, http_status = $3,"
+			 " error = $4, retry_after = $5 * interval '1 millisecond' WHERE id = $1",
+			 5, argtypes, args, nulls, SPI_OK_UPDATE);
+}
+
+/* Note on an api_calls row what went wrong in the extension itself. */
+void
+sqs_log_call_error(int64 call_id, const char *error)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		args[2];
+
+	args[0] = Int64GetDatum(call_id);
+	args[1] = CStringGetTextDatum(error);
+	sqs_exec("UPDATE squadstack.api_calls SET error = $2 WHERE id = $1 AND error IS NULL",
+			 2, argtypes, args, NULL, SPI_OK_UPDATE);
+}
+
+static void
+pause_token(const SqsConfig *cfg, const char *token_id, const SqsHttpResult *res,
+			bool until_changed)
+{
+	Oid			argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	args[0] = CStringGetTextDatum(token_id);
+	if (until_changed)
+	{
+		nulls[1] = 'n';
+		args[1] = (Datum) 0;
+		args[2] = CStringGetTextDatum(psprintf("HTTP %ld: the API rejected the access token; "
+											   "paused until the token is changed",
+											   res->status));
+	}
+	else
+	{
+		int64		ms = res->retry_after_ms;
+
+		if (ms < 0)
+		{
+			int			pauses;
+			bool		isnull;
+
+			sqs_exec("SELECT pause_count FROM squadstack.token_state WHERE token_id = $1",
+					 1, argtypes, args, NULL, SPI_OK_SELECT);
+			pauses = SPI_processed ? DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+																  SPI_tuptable->tupdesc, 1,
+																  &isnull)) : 0;
+			/* at least the base delay, so a pause is never zero */
+			ms = cfg->retry_base_ms +
+				sqs_backoff_ms(pauses + 1, cfg->retry_base_ms, cfg->retry_max_ms,
+							   pg_prng_double(&pg_global_prng_state));
+		}
+		args[1] = Int64GetDatum(ms);
+		args[2] = CStringGetTextDatum(psprintf("HTTP %ld: %s", res->status,
+											   res->status == 429 ? "rate limited by the API" :
+											   "the API is unavailable"));
+	}
+	sqs_exec("UPDATE squadstack.token_state SET"
+			 " paused_until = CASE WHEN $2 IS NULL THEN 'infinity'::timestamptz"
+			 "   ELSE clock_timestamp() + $2 * interval '1 millisecond' END,"
+			 " pause_reason = $3, pause_count = pause_count + 1, updated_at = now() "
+			 "WHERE token_id = $1",
+			 3, argtypes, args, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * Pause a token after an answer that says so (401/403 until it changes,
+ * 429/503 for Retry-After or a backoff); false for any other answer.
+ */
+bool
+sqs_pause_token_if_needed(const SqsConfig *cfg, const char *token_id,
+						  const SqsHttpResult *res)
+{
+	if (res->status == 401 || res->status == 403)
+		pause_token(cfg, token_id, res, true);
+	else if (res->status == 429 || res->status == 503)
+		pause_token(cfg, token_id, res, false);
+	else
+		return false;
+	return true;
+}
+
+/* The API accepted a call with the token: pauses start over from the base. */
+void
+sqs_token_answered(const char *token_id)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	args[0] = CStringGetTextDatum(token_id);
+	sqs_exec("UPDATE squadstack.token_state SET pause_count = 0 "
+			 "WHERE token_id = $1 AND pause_count > 0",
+			 1, argtypes, args, NULL, SPI_OK_UPDATE);
+}
