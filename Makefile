@@ -23,7 +23,8 @@ OBJS = \
 	src/token.o \
 	src/trigger.o \
 	src/webhook.o \
-	src/worker.o
+	src/worker.o \
+	src/writeback.o
 
 # a new install of the default version runs the base script and then the
 # update scripts in turn, as contrib modules do
@@ -31,7 +32,7 @@ DATA = sql/squadstack--0.1.0.sql sql/squadstack--0.1.0--0.2.0.sql \
 	sql/squadstack--0.2.0--0.3.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
-REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel
+REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel engine writeback
 REGRESS_OPTS = --load-extension=squadstack
 
 # The server headers are included as system headers so that -Wextra judges

@@ -101,3 +101,77 @@ FROM (SELECT o.campaign_id,
 				AND e.state IN ('queued', 'sending')
 		WHERE s.state = 'queued' AND q.campaign_id = s.campaign_id
 		  AND q.state = 'queued') b ON true;
+
+/*
+ * Outcomes written back into CRM tables (squadstack_writeback()): per
+ * campaign and table, the mapping as given, and the search_path of the
+ * session that defined it, which applying uses, as the table's owner.
+ */
+CREATE TABLE squadstack.writebacks (
+	campaign_id		text NOT NULL,
+	target			regclass NOT NULL,
+	mapping			text[] NOT NULL,
+	search_path		text NOT NULL,
+	defined_by		regrole NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (campaign_id, target)
+);
+REVOKE ALL ON squadstack.writebacks FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('squadstack.writebacks', '');
+
+COMMENT ON TABLE squadstack.writebacks IS
+	'Write-backs of outcomes into CRM tables, defined with squadstack_writeback()';
+
+/*
+ * A payload whose outcome could not be applied (a user's trigger on
+ * lead_outcomes or a write-back failed) is kept as apply_failed, for
+ * squadstack_reapply().
+ */
+ALTER TABLE squadstack.webhook_inbox DROP CONSTRAINT webhook_inbox_status_check;
+ALTER TABLE squadstack.webhook_inbox ADD CONSTRAINT webhook_inbox_status_check
+	CHECK (status IN ('applied', 'duplicate', 'stale', 'rejected', 'apply_failed'));
+CREATE INDEX webhook_inbox_apply_failed_idx ON squadstack.webhook_inbox (campaign_id, id)
+	WHERE status = 'apply_failed';
+
+/*
+ * Define (or replace) the write-back of a campaign's outcomes into a table:
+ * mappings in squadstack_sync_trigger()'s style, the first naming the key
+ * column ('id=lead_id'), then 'column=field' or 'column=lead_responses.KEY',
+ * and optionally 'on_missing=insert'.  The caller must own the table.  It
+ * runs as its caller (a write-back is applied as the table's owner); the C
+ * code stores the definition as this function's owner.
+ */
+CREATE FUNCTION squadstack_writeback(campaign text, target regclass, VARIADIC mapping text[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'squadstack_writeback'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION squadstack_drop_writeback(campaign text, target regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'squadstack_drop_writeback'
+LANGUAGE C VOLATILE;
+
+/* Apply again inbox rows whose apply failed: one, or a campaign's. */
+CREATE FUNCTION squadstack_reapply(inbox_id bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_reapply'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_reapply(campaign text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'squadstack_reapply'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+/* The write-backs defined, one row each. */
+CREATE VIEW squadstack_writebacks AS
+SELECT campaign_id, target, mapping, search_path, defined_by, created_at
+FROM squadstack.writebacks;
+
+REVOKE ALL ON FUNCTION squadstack_writeback(text, regclass, text[]),
+	squadstack_drop_writeback(text, regclass),
+	squadstack_reapply(bigint),
+	squadstack_reapply(text)
+	FROM PUBLIC;
+REVOKE ALL ON squadstack_writebacks FROM PUBLIC;

@@ -94,6 +94,17 @@ typedef enum LeaseResult
 /* most answers whose registry update waits, applied in one step */
 #define MAX_PENDING_RECORDS 100
 
+/*
+ * How long the registry update of an answer waits for a row lock before it
+ * is left for later (record_pending): a user's open transaction that
+ * queued a create of the lead holds it.  Short, since it delays every
+ * campaign; the wait is tried again at every round.
+ */
+#define REGISTRY_LOCK_TIMEOUT "500ms"
+
+/* set when an answer's registry update was left for later */
+static bool registry_deferred = false;
+
 /* the campaign being claimed, for the error handler (not palloc'd) */
 static char current_campaign[SQS_MAX_CAMPAIGN_LEN + 1];
 
@@ -824,69 +835,63 @@ record_registry(Datum ids, const char *op, bool accepted)
 		sqs_erase_deleted_leads(ids);
 }
 
+/* record_registry()'s arguments, for sqs_try() */
+typedef struct RegistryUpdate
+{
+	Datum		ids;
+	const char *op;
+	bool		accepted;
+} RegistryUpdate;
+
+static void
+record_registry_step(void *arg)
+{
+	RegistryUpdate *u = arg;
+
+	/* ended with the subtransaction, or with the transaction */
+	if (sqs_lock_timeout_ms > 500)
+		(void) set_config_option("lock_timeout", REGISTRY_LOCK_TIMEOUT,
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+	record_registry(u->ids, u->op, u->accepted);
+}
+
 /*
  * record_registry() in a subtransaction.  If it fails (a user's open
- * transaction holds a registry row past lock_timeout, say), the
+ * transaction holds a registry row past the lock timeout, say), the
  * operations are marked record_pending and a later step applies it; the
  * rest of the answer stays recorded.  Returns whether it was applied.
  */
 static bool
 try_record_registry(Datum ids, const char *op, bool accepted)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool done = false;
+	RegistryUpdate u = {ids, op, accepted};
+	char	   *error;
+	Oid			argtypes[1] = {INT8ARRAYOID};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		record_registry(ids, op, accepted);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		done = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	if (sqs_try(record_registry_step, &u, &error))
+		return true;
 
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		ereport(WARNING,
-				(errmsg("could not update the lead registry after a %s call: %s",
-						op, edata->message),
-				 errdetail("It will be updated when the lock is free.")));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-
-	if (!done)
-	{
-		Oid			argtypes[1] = {INT8ARRAYOID};
-		Datum		args[1];
-
-		args[0] = ids;
-		sqs_exec("UPDATE squadstack.outbox SET record_pending = true WHERE id = ANY ($1)",
-				 1, argtypes, args, NULL, SPI_OK_UPDATE);
-	}
-	return done;
+	ereport(WARNING,
+			(errmsg("could not update the lead registry after a %s call: %s", op, error),
+			 errdetail("It will be updated when the lock is free.")));
+	sqs_exec("UPDATE squadstack.outbox SET record_pending = true WHERE id = ANY ($1)",
+			 1, argtypes, &ids, NULL, SPI_OK_UPDATE);
+	registry_deferred = true;
+	return false;
 }
 
 /*
  * Apply registry updates that waited for a lock (try_record_registry),
  * a few at a time, each in its own subtransaction.
  */
-static void
+static bool
 apply_pending_records(void)
 {
 	SPITupleTable *pending;
 	uint64		n;
 	uint64		i;
+	bool		left = false;
 
 	sqs_exec("SELECT id, op, state FROM squadstack.outbox WHERE record_pending"
 			 " ORDER BY id LIMIT " CppAsString2(MAX_PENDING_RECORDS),
@@ -909,7 +914,10 @@ apply_pending_records(void)
 			sqs_exec("UPDATE squadstack.outbox SET record_pending = false WHERE id = $1",
 					 1, argtypes, &id, NULL, SPI_OK_UPDATE);
 		}
+		else
+			left = true;
 	}
+	return left || n == MAX_PENDING_RECORDS;
 }
 
 /* The API answered the campaign's call: it is no longer backed off. */
@@ -1151,14 +1159,19 @@ recover_from_error(const SqsConfig *cfg, const Batch *b, CallStage stage,
 	MemoryContextSwitchTo(errcxt);
 }
 
-/* Registry updates that waited for a lock, guarded like a call. */
-static void
+/*
+ * Registry updates that waited for a lock, guarded like a call.  Returns
+ * whether some are left.
+ */
+static bool
 retry_pending_records(MemoryContext errcxt)
 {
+	volatile bool left = true;
+
 	PG_TRY();
 	{
 		sqs_begin_step("squadstack: updating the lead registry");
-		apply_pending_records();
+		left = apply_pending_records();
 		sqs_end_step();
 	}
 	PG_CATCH();
@@ -1171,6 +1184,7 @@ retry_pending_records(MemoryContext errcxt)
 		RESUME_INTERRUPTS();
 	}
 	PG_END_TRY();
+	return left;
 }
 
 void
@@ -1187,7 +1201,8 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 	Assert(!IsTransactionState());
 	memset(result, 0, sizeof(*result));
 
-	retry_pending_records(errcxt);
+	registry_deferred = false;
+	result->records_pending = retry_pending_records(errcxt);
 
 	while (max_calls <= 0 || result->calls < max_calls)
 	{
@@ -1269,6 +1284,7 @@ sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
 		}
 		result->more = true;
 	}
+	result->records_pending |= registry_deferred;
 	MemoryContextDelete(cxt);
 	MemoryContextDelete(errcxt);
 }

@@ -112,7 +112,7 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 			elog(ERROR, "could not register lead: %s", SPI_result_code_string(rc));
 	}
 	SPI_finish();
-	sqs_wake_worker_at_commit();
+	sqs_note_work(campaign);
 	return 1;
 }
 
@@ -227,7 +227,7 @@ sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 	}
 	SPI_finish();
 	if (queued > 0)
-		sqs_wake_worker_at_commit();
+		sqs_note_work(campaign);
 	return queued;
 }
 

@@ -28,8 +28,8 @@
 #include "squadstack.h"
 
 #define ERASED "[erased]"
-/* as deliver.c keeps at most: a longer value cannot stand whole in an error */
-#define MAX_ERASED_VALUE 8192
+/* the longest error deliver.c keeps (MAX_ERROR_TEXT there) */
+#define MAX_KEPT_ERROR 8192
 
 static bool
 is_word_char(char c)
@@ -40,14 +40,18 @@ is_word_char(char c)
 
 /*
  * text with every occurrence of word that stands as a whole word (no
- * letter, digit or "_" right before or after it) replaced by with.
- * *changed says whether anything was replaced.
+ * letter, digit or "_" right before or after it) replaced by with.  If
+ * cut_tail, text was cut short at its end: a beginning of word (at least
+ * 3 bytes) that runs to the end of text is replaced too.  *changed says
+ * whether anything was replaced.
  */
 char *
 sqs_replace_words(const char *text, const char *word, const char *with,
-				  bool *changed)
+				  bool cut_tail, bool *changed)
 {
 	size_t		wlen = strlen(word);
+	size_t		tlen = strlen(text);
+	size_t		nlen = Min(wlen, 64);
 	const char *p = text;
 	StringInfoData out;
 
@@ -57,20 +61,59 @@ sqs_replace_words(const char *text, const char *word, const char *with,
 	initStringInfo(&out);
 	for (;;)
 	{
-		const char *hit = strstr(p, word);
+		const char *hit;
+		size_t		common;
 
-		if (hit == NULL)
-			break;
-		if ((hit > text && is_word_char(hit[-1])) || is_word_char(hit[wlen]))
+		/* look for the word's first bytes, then see how far it matches */
+		if (nlen == wlen || !cut_tail)
+			hit = strstr(p, word);
+		else
 		{
-			/* part of a longer word: keep its first byte and look on */
+			char	   *needle = pnstrdup(word, nlen);
+
+			hit = strstr(p, needle);
+			pfree(needle);
+		}
+		if (hit == NULL)
+		{
+			/* the text may end inside the word's first bytes */
+			const char *tail;
+
+			if (!cut_tail)
+				break;
+			for (tail = Max(p, text + tlen - Min(tlen, nlen)); *tail; tail++)
+			{
+				size_t		rest = text + tlen - tail;
+
+				if (rest >= 3 && rest < nlen && strncmp(tail, word, rest) == 0 &&
+					(tail == text || !is_word_char(tail[-1])))
+					break;
+			}
+			if (*tail == '\0')
+				break;
+			appendBinaryStringInfo(&out, p, tail - p);
+			appendStringInfoString(&out, with);
+			*changed = true;
+			return out.data;
+		}
+		for (common = 0; common < wlen && hit[common] == word[common]; common++)
+			;
+		if (hit > text && is_word_char(hit[-1]))
+			common = 0;
+		else if (common == wlen && is_word_char(hit[wlen]))
+			common = 0;
+		else if (common < wlen && !(cut_tail && hit[common] == '\0' && common >= 3))
+			common = 0;
+		if (common == 0)
+		{
+			/* not this one: keep its first byte and look on */
 			appendBinaryStringInfo(&out, p, hit - p + 1);
 			p = hit + 1;
 			continue;
 		}
 		appendBinaryStringInfo(&out, p, hit - p);
 		appendStringInfoString(&out, with);
-		p = hit + wlen;
+		p = hit + common;
 		*changed = true;
 	}
 	appendStringInfoString(&out, p);
@@ -101,16 +144,19 @@ erase_from_call_errors(Datum ids)
 	Datum		args[2];
 
 	sqs_exec("SELECT DISTINCT d.campaign_id,"
-			 "  min(o.created_at) OVER (PARTITION BY d.campaign_id) AS since, s.value,"
-			 "  octet_length(s.value) AS len "
+			 "  min(o.created_at) OVER (PARTITION BY d.campaign_id) AS since, f.value,"
+			 "  octet_length(f.value) AS len "
 			 "FROM squadstack.outbox d"
 			 "  JOIN squadstack.outbox o ON o.campaign_id = d.campaign_id"
 			 "    AND o.lead_id = d.lead_id AND o.id <= d.id"
 			 "  CROSS JOIN LATERAL jsonb_each(o.payload) t"
 			 "  CROSS JOIN LATERAL (VALUES (t.value #>> '{}'),"
-			 "    (CASE WHEN t.key = 'phone_number' THEN right(t.value #>> '{}', 10) END)) s(value) "
-			 "WHERE d.id = ANY ($1) AND t.key <> 'lead_id'"
-			 "  AND octet_length(s.value) <= " CppAsString2(MAX_ERASED_VALUE)
+			 "    (CASE WHEN t.key = 'phone_number' THEN right(t.value #>> '{}', 10) END)) s(value)"
+			 /* as the API's JSON answers quote it, too */
+			 "  CROSS JOIN LATERAL (VALUES (s.value),"
+			 "    (CASE WHEN jsonb_typeof(t.value) = 'string'"
+			 "          THEN btrim(to_jsonb(s.value)::text, '\"') END)) f(value) "
+			 "WHERE d.id = ANY ($1) AND t.key <> 'lead_id' AND f.value IS NOT NULL"
 			 "  AND ((jsonb_typeof(t.value) = 'string' AND length(s.value) >= 3)"
 			 "    OR (jsonb_typeof(t.value) = 'number' AND length(s.value) >= 6)) "
 			 "ORDER BY len DESC, value",
@@ -135,6 +181,8 @@ erase_from_call_errors(Datum ids)
 	{
 		char	   *error = SPI_getvalue(calls->vals[i], calls->tupdesc, 2);
 		bool		any = false;
+		/* an error kept at its longest was cut: a value may end it, cut too */
+		bool		cut = strlen(error) >= MAX_KEPT_ERROR - 4;
 		uint64		v;
 
 		CHECK_FOR_INTERRUPTS();
@@ -142,7 +190,7 @@ erase_from_call_errors(Datum ids)
 		{
 			char	   *value = SPI_getvalue(values->vals[v], values->tupdesc, 3);
 			bool		changed;
-			char	   *erased = sqs_replace_words(error, value, ERASED, &changed);
+			char	   *erased = sqs_replace_words(error, value, ERASED, cut, &changed);
 
 			if (changed)
 			{
@@ -177,7 +225,8 @@ sqs_erase_deleted_leads(Datum delete_ids)
 {
 	static const char *const queries[] = {
 		/* operations queued after the delete (a new create) are the new lead's */
-		"UPDATE squadstack.outbox o SET error = NULL,"
+		"UPDATE squadstack.outbox o"
+		" SET error = CASE WHEN o.id = d.id THEN o.error END,"
 		" payload = jsonb_build_object('lead_id', o.payload->'lead_id')"
 		"   || CASE WHEN o.op = 'convert' THEN jsonb_build_object('detail', o.payload->'detail')"
 		"      ELSE '{}' END "

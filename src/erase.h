@@ -12,6 +12,6 @@
 
 extern void sqs_erase_deleted_leads(Datum delete_ids);
 extern char *sqs_replace_words(const char *text, const char *word,
-							   const char *with, bool *changed);
+							   const char *with, bool cut_tail, bool *changed);
 
 #endif							/* SQS_ERASE_H */

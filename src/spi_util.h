@@ -19,6 +19,29 @@ extern void sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
 extern void sqs_begin_step(const char *activity);
 extern void sqs_end_step(void);
 
+/*
+ * Run what follows as another role with a given search_path, as a SECURITY
+ * DEFINER function with SET search_path would; an error undoes both with
+ * the (sub)transaction.
+ */
+typedef struct SqsRunAs
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} SqsRunAs;
+
+extern void sqs_run_as(Oid userid, const char *search_path, SqsRunAs *ctx);
+extern void sqs_end_run_as(SqsRunAs *ctx);
+extern Oid	sqs_function_owner(Oid fn_oid);
+
+/*
+ * Run fn(arg) in a subtransaction.  If it raises an ERROR, the
+ * subtransaction is rolled back, *error (if given) gets the message, and
+ * false is returned; the caller's transaction goes on.
+ */
+extern bool sqs_try(void (*fn) (void *arg), void *arg, char **error);
+
 /* text from outside fit for a text column: valid, at most max bytes */
 extern char *sqs_clean_text(const char *s, size_t len, size_t max);
 

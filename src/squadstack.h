@@ -150,6 +150,7 @@ typedef struct SqsDeliveryResult
 	bool		more;			/* stopped at max_calls with work left */
 	TimestampTz next_wakeup;	/* when more work may become sendable, or 0 */
 	SqsWait		waiting_for;	/* what next_wakeup waits for */
+	bool		records_pending;	/* registry updates wait for a lock */
 	/* when nothing could be sent: the campaigns that wait, and until when */
 	int			nblocked;
 	bool		blocked_overflow;	/* more than fit in blocked[] */

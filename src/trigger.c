@@ -834,9 +834,9 @@ queue_ops(SyncTrigger *st, const char *op, List *ops)
 
 	if (OidIsValid(intake))
 	{
+		/* each insert also wakes the worker for the campaign at commit */
 		foreach(lc, ops)
 			sqs_intake_insert(intake, st->campaign, op, lfirst(lc));
-		sqs_wake_worker_at_commit();
 	}
 	else
 	{

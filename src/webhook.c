@@ -33,10 +33,12 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "outcome.h"
 #include "squadstack.h"
 
 PG_FUNCTION_INFO_V1(squadstack_receive_webhook);
 PG_FUNCTION_INFO_V1(squadstack_webhook_inbox_apply);
+PG_FUNCTION_INFO_V1(squadstack_reapply);
 
 char	   *sqs_webhook_secret = NULL;
 char	   *sqs_webhook_timezone = NULL;
@@ -47,23 +49,7 @@ static const char *const inbox_cols[INBOX_NCOLS] = {
 	"id", "payload", "status", "error", "campaign_id", "lead_id", "processed_at"
 };
 
-/* what a valid payload holds */
-typedef struct Outcome
-{
-	char	   *campaign_id;
-	char	   *lead_id;
-	char	   *fields[4];		/* phone_number, contact_name, lead_outcome,
-								 * latest_recording_url */
-	TimestampTz processed_at;
-	TimestampTz latest_called_at;
-	bool		has_latest_called_at;
-	TimestampTz created_at;
-	bool		has_created_at;
-	Jsonb	   *lead_responses;
-	bool		erased;			/* the lead was deleted: keep no personal data */
-} Outcome;
-
-static const char *const text_fields[4] = {
+static const char *const text_fields[SQS_NUM_TEXT_FIELDS] = {
 	"phone_number", "contact_name", "lead_outcome", "latest_recording_url"
 };
 
@@ -261,7 +247,7 @@ valid_campaign(const char *s)
  * else the reason.
  */
 static const char *
-validate(Jsonb *payload, Outcome *o)
+validate(Jsonb *payload, SqsOutcome *o)
 {
 	JsonbValue *v;
 	const char *err;
@@ -348,7 +334,7 @@ validate(Jsonb *payload, Outcome *o)
 
 /* Apply a valid payload; returns its status. */
 static const char *
-apply(Outcome *o, int64 inbox_id)
+apply(SqsOutcome *o, int64 inbox_id)
 {
 	Datum		args[11];
 	char		nulls[11];
@@ -427,9 +413,9 @@ apply(Outcome *o, int64 inbox_id)
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 	{
 		o->erased = true;
-		o->fields[0] = NULL;	/* phone_number */
-		o->fields[1] = NULL;	/* contact_name */
-		o->fields[3] = NULL;	/* latest_recording_url */
+		o->fields[SQS_FIELD_PHONE_NUMBER] = NULL;
+		o->fields[SQS_FIELD_CONTACT_NAME] = NULL;
+		o->fields[SQS_FIELD_LATEST_RECORDING_URL] = NULL;
 		o->lead_responses = NULL;
 	}
 
@@ -478,6 +464,64 @@ apply(Outcome *o, int64 inbox_id)
 	return "applied";
 }
 
+/* apply()'s arguments and result, for sqs_try() */
+typedef struct ApplyStep
+{
+	SqsOutcome *o;
+	int64		inbox_id;
+	const char *status;
+} ApplyStep;
+
+static void
+apply_step(void *arg)
+{
+	ApplyStep  *a = arg;
+
+	SPI_connect();
+	a->status = apply(a->o, a->inbox_id);
+	SPI_finish();
+}
+
+static void
+writeback_step(void *arg)
+{
+	sqs_writeback_apply(((ApplyStep *) arg)->o);
+}
+
+/*
+ * Apply a valid payload, and write an applied outcome back into CRM
+ * tables, each in a subtransaction.  If either fails (a user's trigger on
+ * lead_outcomes raised, a write-back broke a constraint of a CRM table),
+ * what it did is undone, *error says why, a WARNING without personal data
+ * is logged, and the status is apply_failed: the payload stays in the
+ * inbox, the webhook is still answered 201, and squadstack_reapply()
+ * applies it once the cause is fixed.  (If only the write-back failed, the
+ * outcome stays in lead_outcomes; a reapply then finds it there, as a
+ * duplicate, and writes it back.)
+ */
+static const char *
+apply_guarded(SqsOutcome *o, int64 inbox_id, bool reapplying, char **error)
+{
+	ApplyStep	a = {o, inbox_id, NULL};
+
+	*error = NULL;
+	if (sqs_try(apply_step, &a, error) &&
+		(strcmp(a.status, "applied") == 0 ||
+		 (reapplying && strcmp(a.status, "duplicate") == 0)))
+	{
+		if (sqs_try(writeback_step, &a, error))
+			return "applied";
+	}
+	if (*error == NULL)
+		return a.status;
+	ereport(WARNING,
+			(errmsg("could not apply the outcome of lead \"%s\" in campaign \"%s\"",
+					o->lead_id, o->campaign_id),
+			 errdetail("%s", *error),
+			 errhint("Fix the cause, then run squadstack_reapply().")));
+	return "apply_failed";
+}
+
 /*
  * {"campaign_id": ..., "lead_id": ..., "erased": true}: what the erasure
  * after an accepted delete leaves of a webhook payload (deliver.c).
@@ -512,7 +556,7 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 	bool		nulls[INBOX_NCOLS];
 	bool		isnull;
 	Datum		d;
-	Outcome		o;
+	SqsOutcome		o;
 	const char *error = NULL;
 	const char *status;
 	int			i;
@@ -558,9 +602,11 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 
 	if (error == NULL)
 	{
-		SPI_connect();
-		status = apply(&o, DatumGetInt64(heap_getattr(tuple, attnums[0], tupdesc, &isnull)));
-		SPI_finish();
+		char	   *apply_error;
+
+		status = apply_guarded(&o, DatumGetInt64(heap_getattr(tuple, attnums[0], tupdesc, &isnull)),
+							   false, &apply_error);
+		error = apply_error;
 	}
 	else
 		status = "rejected";
@@ -583,7 +629,7 @@ squadstack_webhook_inbox_apply(PG_FUNCTION_ARGS)
 		values[5] = CStringGetTextDatum(o.lead_id);
 		nulls[5] = false;
 	}
-	if (error == NULL)
+	if (strcmp(status, "rejected") != 0 && strcmp(status, "apply_failed") != 0)
 	{
 		values[6] = TimestampTzGetDatum(o.processed_at);
 		nulls[6] = false;
@@ -665,4 +711,89 @@ squadstack_receive_webhook(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	PG_RETURN_INT32(rejected ? 400 : 201);
+}
+
+/*
+ * Apply one inbox row that failed to apply, again; true if it applied now
+ * (its status is then what apply() says), false if it failed again (its
+ * error is updated).
+ */
+static bool
+reapply_row(int64 id, Jsonb *payload)
+{
+	SqsOutcome	o;
+	const char *status;
+	char	   *error;
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	if (validate(payload, &o) != NULL)
+		return false;			/* was valid when it came; cannot happen */
+	status = apply_guarded(&o, id, true, &error);
+	args[0] = Int64GetDatum(id);
+	args[1] = CStringGetTextDatum(status);
+	if (error != NULL)
+		args[2] = CStringGetTextDatum(error);
+	else
+		nulls[2] = 'n';
+	args[3] = TimestampTzGetDatum(o.processed_at);
+	if (error != NULL)
+		nulls[3] = 'n';
+	sqs_exec("UPDATE squadstack.webhook_inbox SET status = $2, error = $3, processed_at = $4"
+			 " WHERE id = $1",
+			 4, argtypes, args, nulls, SPI_OK_UPDATE);
+	return error == NULL;
+}
+
+/*
+ * squadstack_reapply(inbox_id bigint) and squadstack_reapply(campaign
+ * text): apply again the inbox rows whose apply failed (status
+ * apply_failed), oldest first; returns how many applied this time.
+ */
+Datum
+squadstack_reapply(PG_FUNCTION_ARGS)
+{
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	Datum		arg;
+	SPITupleTable *rows;
+	uint64		n;
+	uint64		i;
+	int64		applied = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the inbox id or campaign must not be null")));
+	arg = PG_GETARG_DATUM(0);
+	SPI_connect();
+	if (argtype == INT8OID)
+		sqs_exec("SELECT id, payload FROM squadstack.webhook_inbox"
+				 " WHERE id = $1 AND status = 'apply_failed' FOR UPDATE",
+				 1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	else
+	{
+		char	   *campaign = TextDatumGetCString(arg);
+
+		sqs_check_campaign(campaign);
+		argtype = TEXTOID;
+		sqs_exec("SELECT id, payload FROM squadstack.webhook_inbox"
+				 " WHERE campaign_id = $1 AND status = 'apply_failed'"
+				 " ORDER BY id FOR UPDATE",
+				 1, &argtype, &arg, NULL, SPI_OK_SELECT);
+	}
+	rows = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+		Jsonb	   *payload = DatumGetJsonbP(SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull));
+
+		CHECK_FOR_INTERRUPTS();
+		if (reapply_row(id, payload))
+			applied++;
+	}
+	SPI_finish();
+	PG_RETURN_INT64(applied);
 }

@@ -216,12 +216,13 @@ squadstack_worker_main(Datum arg)
 		schema = schema_state();
 		if (schema != SCHEMA_CURRENT)
 		{
-			const char *why = schema == SCHEMA_MISSING ?
-				"the extension to be created" : "the extension to be updated";
+			bool		missing = (schema == SCHEMA_MISSING);
 
-			sqs_worker_report(why, 0, 0, 0);
-			snprintf(activity, sizeof(activity), "waiting for %s", why);
-			pgstat_report_activity(STATE_IDLE, activity);
+			sqs_worker_report(missing ? "the extension to be created" :
+							  "the extension to be updated", 0, 0, 0);
+			pgstat_report_activity(STATE_IDLE, missing ?
+								   "waiting for CREATE EXTENSION squadstack" :
+								   "waiting for ALTER EXTENSION squadstack UPDATE");
 			timeout = NO_EXTENSION_SLEEP_MS;
 		}
 		else
@@ -240,9 +241,18 @@ squadstack_worker_main(Datum arg)
 			else
 				timeout = MAX_SLEEP_MS;
 			timeout = Min(timeout, MAX_SLEEP_MS);
-			if (timeout > PREPARED_SLEEP_MS && prepared_xacts_pending())
-				timeout = PREPARED_SLEEP_MS;
 			quiet = !result.more;
+			/* answers whose registry update waits for a lock: look again soon */
+			if (result.records_pending)
+			{
+				timeout = Min(timeout, PREPARED_SLEEP_MS);
+				quiet = false;
+			}
+			if (timeout > PREPARED_SLEEP_MS && prepared_xacts_pending())
+			{
+				timeout = PREPARED_SLEEP_MS;
+				quiet = false;
+			}
 
 			if (!result.more &&
 				TimestampDifferenceExceeds(last_retention, GetCurrentTimestamp(), MAX_SLEEP_MS))

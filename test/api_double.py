@@ -47,13 +47,15 @@ CAMPAIGN_RE = re.compile(CAMPAIGN_PATTERN)
 # 10 digits not starting with 0 (mobiles 6-9, landlines 1-5), optionally after +91 or 91.
 PHONE_RE = re.compile(r"(?:\+91|91)?[1-9][0-9]{9}")
 
+# The most a request body may have, whatever max_body says: larger ones are
+# answered 413 without being read.
 MAX_BODY = 16 * 1024 * 1024
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 FIXED_LEAD_KEYS = {"lead_id", "phone_number", "contact_name"}
 FAULT_KINDS = {"status", "delay", "drop", "nonjson", "maintenance"}
 FAULT_KEYS = {"kind", "status", "retry_after", "body", "content_type", "seconds",
-              "count", "endpoint", "campaign", "method"}
+              "after_effect", "count", "endpoint", "campaign", "method"}
 
 NOT_FOUND = {"detail": "Not found."}
 NO_CREDENTIALS = {"detail": "Authentication credentials were not provided."}
@@ -61,6 +63,7 @@ NO_PERMISSION = {"detail": "You do not have permission to perform this action."}
 THROTTLED = {"detail": "Request was throttled."}
 MAINTENANCE = {"detail": "Service temporarily unavailable, try again later."}
 INVALID_PAGE = {"detail": "Invalid page."}
+TOO_LARGE = {"detail": "Request body too large."}
 
 
 # ---------------------------------------------------------------------------
@@ -189,10 +192,11 @@ def not_found():
 class BodyError(Exception):
     """The request body could not be read (bad framing or too large)."""
 
-    def __init__(self, status, reason):
+    def __init__(self, status, reason, size=0):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.size = size  # bytes announced (or read) before giving up
 
 
 # ---------------------------------------------------------------------------
@@ -203,10 +207,10 @@ class Config:
     """Settings that the command line sets and POST /_double/config changes."""
 
     KEYS = ("rate_limit", "rate_window", "tokens", "campaign_tokens",
-            "responses_enabled", "max_batch")
+            "responses_enabled", "max_batch", "max_body")
 
     def __init__(self, rate_limit=100, rate_window=60.0, tokens=(), campaign_tokens=None,
-                 responses_enabled=True, max_batch=None):
+                 responses_enabled=True, max_batch=None, max_body=None):
         self.rate_limit = rate_limit
         self.rate_window = float(rate_window)
         self.tokens = set(tokens)
@@ -214,10 +218,12 @@ class Config:
         self.campaign_tokens = {camp: set(toks) for camp, toks in (campaign_tokens or {}).items()}
         self.responses_enabled = responses_enabled
         self.max_batch = max_batch
+        # bytes: a larger lead request is answered 413, as a proxy in front of the API would
+        self.max_body = max_body
 
     def copy(self):
         return Config(self.rate_limit, self.rate_window, self.tokens, self.campaign_tokens,
-                      self.responses_enabled, self.max_batch)
+                      self.responses_enabled, self.max_batch, self.max_body)
 
     def to_json(self):
         return {
@@ -227,6 +233,7 @@ class Config:
             "campaign_tokens": {camp: sorted(toks) for camp, toks in sorted(self.campaign_tokens.items())},
             "responses_enabled": self.responses_enabled,
             "max_batch": self.max_batch,
+            "max_body": self.max_body,
         }
 
     def apply(self, changes):
@@ -271,6 +278,11 @@ class Config:
             if value is not None and (not is_int(value) or value < 1):
                 raise ValueError("max_batch must be null or a positive integer")
             self.max_batch = value
+        if "max_body" in changes:
+            value = changes["max_body"]
+            if value is not None and (not is_int(value) or not 1 <= value <= MAX_BODY):
+                raise ValueError("max_body must be null or an integer from 1 to %d" % MAX_BODY)
+            self.max_body = value
 
 
 def token_list(value, what):
@@ -305,6 +317,10 @@ def normalize_fault(rule):
         if not is_number(seconds) or seconds < 0:
             raise ValueError("a delay fault needs seconds >= 0")
         out["seconds"] = float(seconds)
+    after_effect = rule.get("after_effect", False)
+    if not isinstance(after_effect, bool) or (after_effect and kind != "delay"):
+        raise ValueError("after_effect must be true or false, and only for a delay fault")
+    out["after_effect"] = after_effect
     retry_after = rule.get("retry_after")
     if retry_after is not None:
         if is_number(retry_after):
@@ -767,6 +783,7 @@ class ApiRequest:
     seq: int
     generation: int
     raw: bytes = b""
+    body_bytes: int = 0  # as received, or as announced for a body too large to read
     endpoint: str = None
     campaign: str = None
 
@@ -816,6 +833,11 @@ def handle_api(state, req):
         return json_answer(401, NO_CREDENTIALS, {"WWW-Authenticate": 'Bearer realm="api"'})
     if not state.token_allowed(token, campaign):
         return json_answer(403, NO_PERMISSION)
+    with state.lock:
+        max_body = state.config.max_body
+    if max_body is not None and len(req.raw) > max_body:
+        # Refused before the API itself sees it: not rate-limited, no fault.
+        return json_answer(413, TOO_LARGE)
     retry_after = state.admit(token, req.received_mono)
     if retry_after is not None:
         return json_answer(429, THROTTLED, {"Retry-After": str(retry_after)})
@@ -827,9 +849,13 @@ def handle_api(state, req):
     elif kind == "drop":
         answer = Answer(status=None, drop=True)
     else:
-        if kind == "delay":
+        if kind == "delay" and not rule["after_effect"]:
             time.sleep(rule["seconds"])  # outside the lock: other requests go on meanwhile
         answer = process(state, req, endpoint, campaign)
+        if kind == "delay" and rule["after_effect"]:
+            # The API has done the work; only its answer is late (a call cut
+            # by a crash or timeout then has an effect the client did not see).
+            time.sleep(rule["seconds"])
         if kind == "nonjson":
             answer = Answer(status=answer.status, payload=b"<html>OK</html>",
                             content_type="text/html")
@@ -867,6 +893,7 @@ def build_record(req, answer):
         "content_type": req.headers.get("Content-Type"),
         "body": body,
         "raw_body": req.raw.decode("utf-8", "replace"),
+        "body_bytes": req.body_bytes,
         "status": None if answer.drop else answer.status,
         "fault": answer.fault,
         "lead_ids": extract_lead_ids(body),
@@ -1035,7 +1062,8 @@ class DoubleHandler(BaseHTTPRequestHandler):
                          headers=self.headers,
                          host=self.headers.get("Host") or "%s:%d" % (HOST, self.server.server_address[1]),
                          received_at=received_at, received_mono=received_mono,
-                         seq=seq, generation=generation, raw=raw)
+                         seq=seq, generation=generation, raw=raw,
+                         body_bytes=body_error.size if body_error is not None else len(raw))
         if body_error is not None:
             answer = json_answer(body_error.status, {"error": body_error.reason})
             answer.close = True
@@ -1059,7 +1087,7 @@ class DoubleHandler(BaseHTTPRequestHandler):
         except ValueError:
             raise BodyError(400, "invalid Content-Length") from None
         if size > MAX_BODY:
-            raise BodyError(413, "request body too large")
+            raise BodyError(413, "request body too large", size)
         return self.rfile.read(size)
 
     def _read_chunked(self):
@@ -1076,7 +1104,7 @@ class DoubleHandler(BaseHTTPRequestHandler):
                 return b"".join(chunks)
             total += size
             if total > MAX_BODY:
-                raise BodyError(413, "request body too large")
+                raise BodyError(413, "request body too large", total)
             chunks.append(self.rfile.read(size))
             self.rfile.readline()  # the CRLF after the chunk
 
@@ -1187,6 +1215,8 @@ def parse_args(argv):
                         help="requests admitted per token per window (default 100)")
     parser.add_argument("--rate-window", type=positive(float), default=60.0,
                         help="sliding window in seconds (default 60)")
+    parser.add_argument("--max-body", type=positive(int),
+                        help="answer 413 to lead requests whose body has more bytes than this")
     parser.add_argument("--max-lifetime", type=positive(float), default=3600.0,
                         help="exit after this many seconds (default 3600)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
@@ -1198,8 +1228,12 @@ def main(argv=None):
     campaign_tokens = {}
     for campaign, token in args.campaign_token:
         campaign_tokens.setdefault(campaign, set()).add(token)
+    if args.max_body is not None and args.max_body > MAX_BODY:
+        print("api_double: --max-body may be at most %d" % MAX_BODY, file=sys.stderr)
+        return 2
     config = Config(rate_limit=args.rate_limit, rate_window=args.rate_window,
-                    tokens=args.token, campaign_tokens=campaign_tokens)
+                    tokens=args.token, campaign_tokens=campaign_tokens,
+                    max_body=args.max_body)
     state = DoubleState(config, args.log)
 
     stop = threading.Event()

@@ -156,6 +156,7 @@ class EndpointTest(DoubleTestCase):
         self.assertEqual(first["content_type"], "application/json")
         self.assertEqual(first["body"], [lead("a", x="1", flag=True), lead(7, "+911123456789")])
         self.assertEqual(json.loads(first["raw_body"]), first["body"])
+        self.assertEqual(first["body_bytes"], len(first["raw_body"].encode()))
         self.assertEqual(first["status"], 201)
         self.assertIsNone(first["fault"])
         self.assertEqual(first["lead_ids"], ["a", "7"])
@@ -363,6 +364,25 @@ class FaultTest(DoubleTestCase):
         self.assertEqual((record["seq"], record["fault"]), (1, "delay"))
         self.assertGreaterEqual(record["answered_at"] - record["received_at"], 0.4)
 
+    def test_delay_after_effect(self):
+        # the work is done at once, the answer comes late
+        self.control("POST", "fault", {"kind": "delay", "seconds": 0.5, "after_effect": True,
+                                       "count": 1})
+        results = {}
+        slow = threading.Thread(target=lambda: results.setdefault("slow", self.create(lead("a"))))
+        started = time.monotonic()
+        slow.start()
+        deadline = started + 5
+        while "a" not in self.leads().get("camp1", {}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertLess(time.monotonic() - started, 0.4)  # stored before the answer
+        self.assertNotIn("slow", results)
+        slow.join(5)
+        self.assertGreaterEqual(time.monotonic() - started, 0.5)
+        self.assertAnswer(results["slow"], 201, {"created": 1})
+        self.assertEqual(self.records()[-1]["fault"], "delay")
+        self.assertAnswer(self.create(lead("a")), 400, {"error": "lead already exists", "lead_id": "a"})
+
     def test_drop(self):
         self.control("POST", "fault", {"kind": "drop", "count": 1})
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -390,7 +410,8 @@ class FaultTest(DoubleTestCase):
     def test_bad_rule(self):
         for rule in ({"kind": "boom"}, {"kind": "status"}, {"kind": "delay"},
                      {"kind": "drop", "count": 0}, {"kind": "drop", "endpoint": "nope"},
-                     {"kind": "drop", "typo": 1}):
+                     {"kind": "drop", "typo": 1}, {"kind": "drop", "after_effect": True},
+                     {"kind": "delay", "seconds": 1, "after_effect": "yes"}):
             with self.subTest(rule=rule):
                 code, _, _ = self.http("POST", "/_double/fault", rule, token=None)
                 self.assertEqual(code, 400)
@@ -495,6 +516,43 @@ class ControlTest(DoubleTestCase):
         self.control("POST", "reset", {"defaults": True})
         self.assertEqual(self.control("GET", "config")["tokens"], [TOKEN])
 
+    def test_max_body(self):
+        small, large = [lead("a")], [lead("b", note="x" * 300)]
+        limit = len(json.dumps(small)) + 10
+        self.control("POST", "config", {"max_body": limit, "rate_limit": 2})
+        self.assertEqual(self.control("GET", "config")["max_body"], limit)
+        self.control("POST", "fault", {"kind": "status", "status": 500, "count": 1})
+        code, headers, text = self.create(*large)
+        self.assertEqual((code, json.loads(text)), (413, {"detail": "Request body too large."}))
+        self.assertNotIn("Connection", headers)  # read whole: the connection stays usable
+        record = self.records()[-1]
+        self.assertEqual((record["status"], record["lead_ids"], record["fault"]), (413, ["b"], None))
+        self.assertEqual(record["body_bytes"], len(json.dumps(large)))
+        self.assertEqual(self.leads(), {})
+        # neither the fault nor the rate limit saw it
+        self.assertAnswer(self.create(*small), 500)
+        self.assertAnswer(self.api("PATCH", "update", body={"lead_id": "a", "x": "y" * 300}), 413)
+        self.assertAnswer(self.create(*small), 201)
+        self.assertEqual(self.create(lead("c"))[0], 429)
+        for bad in (0, -1, "100", 1.5, 16 * 1024 * 1024 + 1):
+            code, _, _ = self.http("POST", "/_double/config", {"max_body": bad}, token=None)
+            self.assertEqual(code, 400, bad)
+        self.control("POST", "config", {"max_body": None, "rate_limit": 1000})
+        self.assertAnswer(self.create(*large), 201)
+
+    def test_body_too_large_to_read(self):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        self.addCleanup(connection.close)
+        connection.putrequest("POST", "/api/v4/leads/create/camp1/")
+        connection.putheader("Authorization", "Bearer " + TOKEN)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(16 * 1024 * 1024 + 1))
+        connection.endheaders()
+        response = connection.getresponse()
+        self.assertEqual((response.status, response.getheader("Connection")), (413, "close"))
+        record = self.records()[-1]
+        self.assertEqual((record["status"], record["body_bytes"]), (413, 16 * 1024 * 1024 + 1))
+
     def test_control_errors(self):
         self.assertEqual(self.http("GET", "/_double/nothing", token=None)[0], 404)
         self.assertEqual(self.http("GET", "/_double/reset", token=None)[0], 405)
@@ -569,6 +627,16 @@ class LifecycleTest(unittest.TestCase):
     def test_max_lifetime(self):
         proc = self.start("--max-lifetime", "0.3")
         self.assertEqual(proc.wait(timeout=5), 0)
+
+    def test_max_body_option(self):
+        proc, port, _ = start_double(self.workdir, "--max-body", "100")
+        self.addCleanup(stop_process, proc)
+        with OPENER.open("http://127.0.0.1:%d/_double/config" % port, timeout=5) as response:
+            self.assertEqual(json.loads(response.read())["max_body"], 100)
+        done = subprocess.run([sys.executable, DOUBLE, "--max-body", str(16 * 1024 * 1024 + 1)],
+                              capture_output=True, text=True, timeout=20)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--max-body", done.stderr)
 
     def test_parent_gone(self):
         parent = subprocess.Popen(["sleep", "30"])

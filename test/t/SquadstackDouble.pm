@@ -33,7 +33,8 @@ use Test::More;
 
 use Exporter 'import';
 our @EXPORT = qw(wait_for wait_for_sql worker_pid sliding_max
-  budget_used queue_leads lead_ids count_by_lead epoch_now);
+  budget_used queue_leads lead_ids count_by_lead epoch_now
+  log_position worker_exits);
 
 my $json = JSON::PP->new->canonical;
 my @running;    # doubles to stop at exit
@@ -155,16 +156,25 @@ sub url { return "http://127.0.0.1:$_[0]->{port}/api/v4"; }
 sub log_file { return $_[0]->{log}; }
 
 # Run double_ctl.py with the given arguments; returns its output, dies on
-# failure.  JSON arguments may be given as Perl references.
+# failure.  JSON arguments may be given as Perl references; a long one (a
+# fault quoting a large lead) goes through standard input, as an argument
+# may not be that long.
 sub ctl
 {
 	my ($self, @args) = @_;
-	my ($out, $err) = ('', '');
+	my ($in, $out, $err) = (undef, '', '');
 
 	@args = map { ref $_ ? $json->encode($_) : $_ } @args;
+	for my $arg (@args)
+	{
+		next unless length($arg) > 16384;
+		croak "only one long argument can go through standard input"
+		  if defined $in;
+		($in, $arg) = ($arg, '-');
+	}
 	my @cmd = ('python3', "$self->{scripts}/double_ctl.py",
 		'--port' => $self->{port}, @args);
-	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
+	IPC::Run::run(\@cmd, '<', \$in, '>', \$out, '2>', \$err,
 		IPC::Run::timeout(30))
 	  or croak "double_ctl @args failed: $err";
 	return $out;
@@ -346,6 +356,24 @@ sub queue_leads
 	  . "FROM generate_series($from, $to) i))";
 	return $sql if $sql_only;
 	return $node->safe_psql('postgres', $sql);
+}
+
+# Where the server log ends now, for worker_exits.
+sub log_position
+{
+	my ($node) = @_;
+	return -s $node->logfile // 0;
+}
+
+# The server log's lines, after $offset, that say the worker exited or was
+# killed: the postmaster writes one for every end of the worker but a clean
+# shutdown.
+sub worker_exits
+{
+	my ($node, $offset) = @_;
+	my $log = slurp_file($node->logfile, $offset);
+	return grep { /background worker "squadstack worker" \(PID \d+\) (?:exited|was terminated)/ }
+	  split /\n/, $log;
 }
 
 # lead_id => number of the given requests that carried it
