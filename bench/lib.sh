@@ -138,7 +138,14 @@ bench_worker_pid() {
 }
 
 # utime + stime of a process, in clock ticks
-proc_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+proc_ticks() {
+	local stat
+	if ! stat=$(cat "/proc/$1/stat" 2>/dev/null); then
+		echo "bench/$bench_name: process $1 is gone" >&2
+		return 1
+	fi
+	echo "$stat" | sed 's/.*) //' | awk '{print $12 + $13}'
+}
 clk_tck=$(getconf CLK_TCK)
 
 # bench_wait_sql SQL SECONDS: until SQL returns t, at most SECONDS
