@@ -3,18 +3,30 @@
 PG_CONFIG ?= pg_config
 
 EXTENSION = squadstack
+# The version is default_version in squadstack.control and nowhere else: the
+# library (SQUADSTACK_VERSION), META.json and the release tarball take it from here.
+EXTVERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" \
+	$(dir $(firstword $(MAKEFILE_LIST)))$(EXTENSION).control)
 MODULE_big = squadstack
 OBJS = \
 	src/backoff.o \
+	src/claim.o \
 	src/deliver.o \
 	src/erase.o \
 	src/enqueue.o \
 	src/flush.o \
+	src/guc.o \
 	src/http.o \
 	src/intake.o \
+	src/job.o \
 	src/lead.o \
+	src/lead_list.o \
+	src/lead_text.o \
 	src/limiter.o \
+	src/op.o \
 	src/phone.o \
+	src/record.o \
+	src/registry.o \
 	src/responses.o \
 	src/retention.o \
 	src/shmem.o \
@@ -22,7 +34,9 @@ OBJS = \
 	src/squadstack.o \
 	src/token.o \
 	src/trigger.o \
+	src/trigger_args.o \
 	src/webhook.o \
+	src/webhook_payload.o \
 	src/worker.o \
 	src/writeback.o
 
@@ -38,9 +52,34 @@ REGRESS_OPTS = --load-extension=squadstack
 # The server headers are included as system headers so that -Wextra judges
 # only this extension's code.
 PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server) \
-	$(shell pkg-config --cflags json-c)
+	$(shell pkg-config --cflags json-c) -DSQUADSTACK_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK = -lcurl $(shell pkg-config --libs json-c)
 
+EXTRA_CLEAN = META.json $(DISTNAME).tar.gz
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXN's metadata, with the version filled in
+META.json: META.json.in $(EXTENSION).control
+	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< >$@
+
+# The release tarball (for PGXN too): the committed tree at HEAD, and
+# META.json.  Uncommitted changes are not in it.
+DISTNAME = $(EXTENSION)-$(EXTVERSION)
+dist: META.json
+	git archive --format=tar.gz --prefix=$(DISTNAME)/ --add-file=META.json \
+		-o $(DISTNAME).tar.gz HEAD
+
+.PHONY: dist
+
+# squadstack-webhookd, the webhook receiver: its own PGXS Makefile in
+# webhookd/ (PGXS builds one of MODULE_big or PROGRAM per Makefile)
+all: webhookd-all
+install: webhookd-install
+uninstall: webhookd-uninstall
+clean: webhookd-clean
+webhookd-all webhookd-install webhookd-uninstall webhookd-clean:
+	$(MAKE) -C webhookd $(patsubst webhookd-%,%,$@) PG_CONFIG=$(PG_CONFIG)
+.PHONY: webhookd-all webhookd-install webhookd-uninstall webhookd-clean

@@ -25,11 +25,11 @@
 #include "utils/builtins.h"
 
 #include "erase.h"
-#include "squadstack.h"
+#include "intake.h"
+#include "lead.h"
+#include "spi_util.h"
 
 #define ERASED "[erased]"
-/* the longest error deliver.c keeps (MAX_ERROR_TEXT there) */
-#define MAX_KEPT_ERROR 8192
 
 static bool
 is_word_char(char c)
@@ -46,7 +46,7 @@ is_word_char(char c)
  * whether anything was replaced.
  */
 char *
-sqs_replace_words(const char *text, const char *word, const char *with,
+squadstack_replace_words(const char *text, const char *word, const char *with,
 				  bool cut_tail, bool *changed)
 {
 	size_t		wlen = strlen(word);
@@ -143,7 +143,7 @@ erase_from_call_errors(Datum ids)
 	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		args[2];
 
-	sqs_exec("SELECT DISTINCT d.campaign_id,"
+	squadstack_exec("SELECT DISTINCT d.campaign_id,"
 			 "  min(o.created_at) OVER (PARTITION BY d.campaign_id) AS since, f.value,"
 			 "  octet_length(f.value) AS len "
 			 "FROM squadstack.outbox d"
@@ -171,7 +171,7 @@ erase_from_call_errors(Datum ids)
 	since = SPI_getbinval(values->vals[0], values->tupdesc, 2, &isnull);
 	args[0] = campaign;
 	args[1] = since;
-	sqs_exec("SELECT id, error FROM squadstack.api_calls "
+	squadstack_exec("SELECT id, error FROM squadstack.api_calls "
 			 "WHERE campaign_id = $1 AND started_at >= $2 AND error IS NOT NULL",
 			 2, argtypes, args, NULL, SPI_OK_SELECT);
 	calls = SPI_tuptable;
@@ -182,7 +182,7 @@ erase_from_call_errors(Datum ids)
 		char	   *error = SPI_getvalue(calls->vals[i], calls->tupdesc, 2);
 		bool		any = false;
 		/* an error kept at its longest was cut: a value may end it, cut too */
-		bool		cut = strlen(error) >= MAX_KEPT_ERROR - 4;
+		bool		cut = strlen(error) >= SQUADSTACK_MAX_ERROR_TEXT - 4;
 		uint64		v;
 
 		CHECK_FOR_INTERRUPTS();
@@ -190,7 +190,7 @@ erase_from_call_errors(Datum ids)
 		{
 			char	   *value = SPI_getvalue(values->vals[v], values->tupdesc, 3);
 			bool		changed;
-			char	   *erased = sqs_replace_words(error, value, ERASED, cut, &changed);
+			char	   *erased = squadstack_replace_words(error, value, ERASED, cut, &changed);
 
 			if (changed)
 			{
@@ -209,10 +209,74 @@ erase_from_call_errors(Datum ids)
 
 			uargs[0] = SPI_getbinval(calls->vals[i], calls->tupdesc, 1, &isnull);
 			uargs[1] = CStringGetTextDatum(error);
-			sqs_exec("UPDATE squadstack.api_calls SET error = $2 WHERE id = $1",
+			squadstack_exec("UPDATE squadstack.api_calls SET error = $2 WHERE id = $1",
 					 2, uargtypes, uargs, NULL, SPI_OK_UPDATE);
 		}
 		pfree(error);
+	}
+}
+
+/*
+ * What erasing means for an outcome: no phone, name, recording or
+ * responses.  The UPDATE of squadstack.lead_outcomes below erases the same
+ * columns of a stored outcome.
+ */
+void
+squadstack_erase_outcome(SquadstackOutcome *o)
+{
+	o->erased = true;
+	o->fields[SQUADSTACK_FIELD_PHONE_NUMBER] = NULL;
+	o->fields[SQUADSTACK_FIELD_CONTACT_NAME] = NULL;
+	o->fields[SQUADSTACK_FIELD_LATEST_RECORDING_URL] = NULL;
+	o->lead_responses = NULL;
+}
+
+/*
+ * {"campaign_id": ..., "lead_id": ..., "erased": true}: what the erasure
+ * after an accepted delete leaves of a webhook payload.
+ */
+Jsonb *
+squadstack_erased_inbox_payload(const char *campaign_id, const char *lead_id)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	erased;
+
+	erased.type = jbvBool;
+	erased.val.boolean = true;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	squadstack_push_string_pair(&state, "campaign_id", campaign_id);
+	squadstack_push_string_pair(&state, "lead_id", lead_id);
+	squadstack_push_pair(&state, "erased", &erased);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/* The inbox keeps only what squadstack_erased_inbox_payload() leaves. */
+static void
+erase_inbox(Datum delete_ids)
+{
+	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, TEXTOID};
+	Datum		args[3];
+	SPITupleTable *leads;
+	uint64		n;
+	uint64		i;
+
+	args[0] = delete_ids;
+	squadstack_exec("SELECT DISTINCT campaign_id, lead_id FROM squadstack.outbox WHERE id = ANY ($1)",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
+	leads = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		char	   *campaign = SPI_getvalue(leads->vals[i], leads->tupdesc, 1);
+		char	   *lead = SPI_getvalue(leads->vals[i], leads->tupdesc, 2);
+
+		args[0] = JsonbPGetDatum(squadstack_erased_inbox_payload(campaign, lead));
+		args[1] = CStringGetTextDatum(campaign);
+		args[2] = CStringGetTextDatum(lead);
+		argtypes[0] = JSONBOID;
+		squadstack_exec("UPDATE squadstack.webhook_inbox SET payload = $1"
+				 " WHERE campaign_id = $2 AND lead_id = $3",
+				 3, argtypes, args, NULL, SPI_OK_UPDATE);
 	}
 }
 
@@ -221,7 +285,7 @@ erase_from_call_errors(Datum ids)
  * leads' personal data that the extension itself holds.
  */
 void
-sqs_erase_deleted_leads(Datum delete_ids)
+squadstack_erase_deleted_leads(Datum delete_ids)
 {
 	static const char *const queries[] = {
 		/* operations queued after the delete (a new create) are the new lead's */
@@ -235,10 +299,6 @@ sqs_erase_deleted_leads(Datum delete_ids)
 		"  AND o.id <= d.id",
 		"UPDATE squadstack.lead_outcomes SET phone_number = NULL, contact_name = NULL,"
 		" latest_recording_url = NULL, lead_responses = NULL, updated_at = now() "
-		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
-		"                                 WHERE id = ANY ($1))",
-		"UPDATE squadstack.webhook_inbox SET"
-		" payload = jsonb_build_object('campaign_id', campaign_id, 'lead_id', lead_id, 'erased', true) "
 		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
 		"                                 WHERE id = ANY ($1))",
 		"UPDATE squadstack.sync_skipped SET row_data = NULL, error = 'erased' "
@@ -257,13 +317,14 @@ sqs_erase_deleted_leads(Datum delete_ids)
 	 * An earlier operation of the lead still in the intake is erased there
 	 * too: the intake may hold operations that no call has needed yet.
 	 */
-	if (OidIsValid(sqs_intake_relid()))
-		sqs_exec("UPDATE squadstack.intake i SET"
+	if (OidIsValid(squadstack_intake_relid()))
+		squadstack_exec("UPDATE squadstack.intake i SET"
 				 " payload = jsonb_build_object('lead_id', i.payload->'lead_id') "
 				 "FROM squadstack.outbox d "
 				 "WHERE d.id = ANY ($1) AND i.campaign_id = d.campaign_id"
 				 "  AND i.lead_id = d.lead_id AND i.id <= d.id",
 				 1, argtypes, args, NULL, SPI_OK_UPDATE);
 	for (i = 0; i < lengthof(queries); i++)
-		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
+		squadstack_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
+	erase_inbox(delete_ids);
 }

@@ -51,7 +51,9 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-#include "squadstack.h"
+#include "intake.h"
+#include "shmem.h"
+#include "spi_util.h"
 
 /* squadstack.intake's columns, as the extension script creates them */
 enum
@@ -129,7 +131,7 @@ check_intake_columns(Oid relid)
  * then queue to the outbox as before.
  */
 Oid
-sqs_intake_relid(void)
+squadstack_intake_relid(void)
 {
 	Oid			nsp;
 	Oid			relid;
@@ -194,8 +196,8 @@ insert_index_entries(Relation rel, TupleTableSlot *slot)
  * ...) would do, without parsing, planning or starting an executor.
  */
 void
-sqs_intake_insert(Oid relid, const char *campaign, const char *op,
-				  const SqsLeadOp *lop)
+squadstack_intake_insert(Oid relid, const char *campaign, const char *op,
+				  const SquadstackLeadOp *lop)
 {
 	Relation	rel = table_open(relid, RowExclusiveLock);
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
@@ -227,7 +229,7 @@ sqs_intake_insert(Oid relid, const char *campaign, const char *op,
 
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
-	sqs_note_work(campaign);
+	squadstack_note_work(campaign);
 }
 
 /*
@@ -237,9 +239,9 @@ sqs_intake_insert(Oid relid, const char *campaign, const char *op,
  * is still on its way there in another claim's transaction.
  */
 void
-sqs_lock_intake(void)
+squadstack_lock_intake(void)
 {
-	Oid			relid = sqs_intake_relid();
+	Oid			relid = squadstack_intake_relid();
 
 	if (OidIsValid(relid))
 		LockDatabaseObject(RelationRelationId, relid, 0, ExclusiveLock);
@@ -248,20 +250,20 @@ sqs_lock_intake(void)
 /*
  * Move a campaign's oldest operations, at most max of them, from the
  * intake into the outbox, keeping ids.  Runs in a claim's transaction,
- * inside SPI, after sqs_lock_intake().  Returns the number moved.
+ * inside SPI, after squadstack_lock_intake().  Returns the number moved.
  */
 uint64
-sqs_absorb_intake(const char *campaign, int max)
+squadstack_absorb_intake(const char *campaign, int max)
 {
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		args[2];
 	bool		isnull;
 
-	if (!OidIsValid(sqs_intake_relid()))
+	if (!OidIsValid(squadstack_intake_relid()))
 		return 0;
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = Int32GetDatum(max);
-	sqs_exec("WITH moved AS ("
+	squadstack_exec("WITH moved AS ("
 			 "  DELETE FROM squadstack.intake WHERE ctid = ANY (ARRAY("
 			 "    SELECT ctid FROM squadstack.intake WHERE campaign_id = $1"
 			 "    ORDER BY id LIMIT $2))"

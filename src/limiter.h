@@ -5,8 +5,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_LIMITER_H
-#define SQS_LIMITER_H
+#ifndef SQUADSTACK_LIMITER_H
+#define SQUADSTACK_LIMITER_H
 
 #include "postgres.h"
 
@@ -16,31 +16,36 @@
 #include "squadstack.h"
 
 /* whether a call may start now for a token, and if not, why */
-typedef enum SqsAdmission
+typedef enum SquadstackAdmission
 {
-	SQS_ADMITTED,
-	SQS_NO_RATE_SLOT,			/* the limit is used up until a slot frees */
-	SQS_TOKEN_PAUSED,			/* 429/503: paused until a time */
-	SQS_TOKEN_REFUSED			/* 401/403: paused until the token changes */
-} SqsAdmission;
+	SQUADSTACK_ADMITTED,
+	SQUADSTACK_NO_RATE_SLOT,			/* the limit is used up until a slot frees */
+	SQUADSTACK_TOKEN_PAUSED,			/* 429/503: paused until a time */
+	SQUADSTACK_TOKEN_REFUSED			/* 401/403: paused until the token changes */
+} SquadstackAdmission;
 
-typedef struct SqsAdmit
+typedef struct SquadstackAdmit
 {
-	SqsAdmission result;
+	SquadstackAdmission result;
 	int			used;			/* calls of the token within the window */
 	TimestampTz until;			/* when a call may start; 0 if unknown */
-} SqsAdmit;
+} SquadstackAdmit;
 
-extern SqsAdmission sqs_admit_call(const SqsConfig *cfg, const char *token_id,
-								   SqsAdmit *admit);
-extern const char *sqs_admission_wait_text(SqsAdmission result);
-extern int64 sqs_log_call_start(const char *token_id, const char *campaign,
+extern SquadstackAdmission squadstack_admit_call(const SquadstackConfig *cfg, const char *token_id,
+								   SquadstackAdmit *admit);
+extern const char *squadstack_admission_wait_text(SquadstackAdmission result);
+extern int64 squadstack_log_call_start(const char *token_id, const char *campaign,
 								const char *op, const char *method, int n_leads);
-extern void sqs_log_call_end(int64 call_id, const SqsHttpResult *res,
+extern void squadstack_log_call_end(int64 call_id, const SquadstackHttpResult *res,
 							 const char *error);
-extern void sqs_log_call_error(int64 call_id, const char *error);
-extern bool sqs_pause_token_if_needed(const SqsConfig *cfg, const char *token_id,
-									  const SqsHttpResult *res);
-extern void sqs_token_answered(const char *token_id);
+extern void squadstack_log_call_error(int64 call_id, const char *error);
+extern bool squadstack_pause_token_if_needed(const SquadstackConfig *cfg, const char *token_id,
+									  const SquadstackHttpResult *res);
+extern void squadstack_token_answered(const char *token_id);
 
-#endif							/* SQS_LIMITER_H */
+/* campaigns backed off after errors in the extension itself */
+extern void squadstack_campaign_backoff(const SquadstackConfig *cfg, const char *campaign,
+								 const char *error);
+extern void squadstack_campaign_answered(const char *campaign);
+
+#endif							/* SQUADSTACK_LIMITER_H */

@@ -7,29 +7,29 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_OUTCOME_H
-#define SQS_OUTCOME_H
+#ifndef SQUADSTACK_OUTCOME_H
+#define SQUADSTACK_OUTCOME_H
 
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
-/* the payload's text fields, in SqsOutcome.fields[] */
-typedef enum SqsOutcomeField
+/* the payload's text fields, in SquadstackOutcome.fields[] */
+typedef enum SquadstackOutcomeField
 {
-	SQS_FIELD_PHONE_NUMBER,
-	SQS_FIELD_CONTACT_NAME,
-	SQS_FIELD_LEAD_OUTCOME,
-	SQS_FIELD_LATEST_RECORDING_URL,
-	SQS_NUM_TEXT_FIELDS
-} SqsOutcomeField;
+	SQUADSTACK_FIELD_PHONE_NUMBER,
+	SQUADSTACK_FIELD_CONTACT_NAME,
+	SQUADSTACK_FIELD_LEAD_OUTCOME,
+	SQUADSTACK_FIELD_LATEST_RECORDING_URL,
+	SQUADSTACK_NUM_TEXT_FIELDS
+} SquadstackOutcomeField;
 
-typedef struct SqsOutcome
+typedef struct SquadstackOutcome
 {
 	char	   *campaign_id;
 	char	   *lead_id;
-	char	   *fields[SQS_NUM_TEXT_FIELDS];	/* NULL where absent */
+	char	   *fields[SQUADSTACK_NUM_TEXT_FIELDS];	/* NULL where absent */
 	TimestampTz processed_at;
 	TimestampTz latest_called_at;
 	bool		has_latest_called_at;
@@ -37,9 +37,6 @@ typedef struct SqsOutcome
 	bool		has_created_at;
 	Jsonb	   *lead_responses;
 	bool		erased;			/* the lead was deleted: keep no personal data */
-} SqsOutcome;
+} SquadstackOutcome;
 
-/* writeback.c: write an applied outcome into the campaign's CRM tables */
-extern void sqs_writeback_apply(const SqsOutcome *o);
-
-#endif							/* SQS_OUTCOME_H */
+#endif							/* SQUADSTACK_OUTCOME_H */

@@ -25,12 +25,10 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "squadstack.h"
-#include "worker.h"
+#include "shmem.h"
 
-PG_FUNCTION_INFO_V1(squadstack_worker_status);
 
-static SqsWorkerShared *shared = NULL;
+static SquadstackWorkerShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -42,18 +40,18 @@ static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 static int	nnoted = 0;
 static bool noted_all = false;
-static char noted[SQS_WORKER_NOTES][SQS_MAX_CAMPAIGN_LEN + 1];
+static char noted[SQUADSTACK_WORKER_NOTES][SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
 
 static void
-sqs_shmem_request(void)
+squadstack_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SqsWorkerShared)));
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SquadstackWorkerShared)));
 }
 
 static void
-sqs_shmem_startup(void)
+squadstack_shmem_startup(void)
 {
 	bool		found;
 
@@ -61,7 +59,7 @@ sqs_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("squadstack worker", sizeof(SqsWorkerShared), &found);
+	shared = ShmemInitStruct("squadstack worker", sizeof(SquadstackWorkerShared), &found);
 	if (!found)
 	{
 		memset(shared, 0, sizeof(*shared));
@@ -71,16 +69,16 @@ sqs_shmem_startup(void)
 }
 
 void
-sqs_shmem_init(void)
+squadstack_shmem_init(void)
 {
 	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = sqs_shmem_request;
+	shmem_request_hook = squadstack_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = sqs_shmem_startup;
+	shmem_startup_hook = squadstack_shmem_startup;
 }
 
-SqsWorkerShared *
-sqs_worker_shared(void)
+SquadstackWorkerShared *
+squadstack_worker_shared(void)
 {
 	return shared;
 }
@@ -109,7 +107,7 @@ wake_worker(void)
 					break;
 			if (j < shared->nnoted)
 				continue;
-			if (shared->nnoted == SQS_WORKER_NOTES)
+			if (shared->nnoted == SQUADSTACK_WORKER_NOTES)
 				shared->all_work = true;
 			else
 				strlcpy(shared->noted[shared->nnoted++], noted[i],
@@ -182,7 +180,7 @@ prepare_wake(void)
  * every campaign.
  */
 void
-sqs_wake_worker_at_commit(void)
+squadstack_wake_worker_at_commit(void)
 {
 	if (prepare_wake())
 		noted_all = true;
@@ -194,7 +192,7 @@ sqs_wake_worker_at_commit(void)
  * every row a sync trigger queues.
  */
 void
-sqs_note_work(const char *campaign)
+squadstack_note_work(const char *campaign)
 {
 	int			i;
 
@@ -203,7 +201,7 @@ sqs_note_work(const char *campaign)
 	for (i = nnoted - 1; i >= 0; i--)
 		if (strcmp(noted[i], campaign) == 0)
 			return;
-	if (nnoted == SQS_WORKER_NOTES)
+	if (nnoted == SQUADSTACK_WORKER_NOTES)
 		noted_all = true;
 	else
 		strlcpy(noted[nnoted++], campaign, sizeof(noted[0]));
@@ -220,7 +218,7 @@ worker_detach(int code, Datum arg)
 }
 
 void
-sqs_worker_attach(Oid database)
+squadstack_worker_attach(Oid database)
 {
 	SpinLockAcquire(&shared->mutex);
 	shared->pid = MyProcPid;
@@ -239,7 +237,7 @@ sqs_worker_attach(Oid database)
 
 /* What work arrived since the last call; forgets it. */
 void
-sqs_worker_take_notes(SqsWorkNotes *notes)
+squadstack_worker_take_notes(SquadstackWorkNotes *notes)
 {
 	SpinLockAcquire(&shared->mutex);
 	notes->n = shared->nnoted;
@@ -251,7 +249,7 @@ sqs_worker_take_notes(SqsWorkNotes *notes)
 }
 
 void
-sqs_worker_report(const char *waiting_for, TimestampTz until, int calls, int errors)
+squadstack_worker_report(const char *waiting_for, TimestampTz until, int calls, int errors)
 {
 	SpinLockAcquire(&shared->mutex);
 	strlcpy(shared->waiting_for, waiting_for, sizeof(shared->waiting_for));
@@ -261,60 +259,3 @@ sqs_worker_report(const char *waiting_for, TimestampTz until, int calls, int err
 	SpinLockRelease(&shared->mutex);
 }
 
-/*
- * squadstack_worker_status(): whether the worker runs, its pid and
- * database, what it waits for and until when, calls and errors since it
- * started.
- */
-Datum
-squadstack_worker_status(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8];
-	SqsWorkerShared copy;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-
-	memset(nulls, true, sizeof(nulls));
-	values[0] = BoolGetDatum(false);
-	nulls[0] = false;
-
-	if (shared != NULL)
-	{
-		SpinLockAcquire(&shared->mutex);
-		memcpy(&copy, shared, sizeof(copy));
-		SpinLockRelease(&shared->mutex);
-
-		if (copy.pid != 0)
-		{
-			char	   *dbname = get_database_name(copy.database);
-
-			values[0] = BoolGetDatum(true);
-			values[1] = Int32GetDatum(copy.pid);
-			nulls[1] = false;
-			if (dbname != NULL)
-			{
-				values[2] = CStringGetTextDatum(dbname);
-				nulls[2] = false;
-			}
-			if (copy.waiting_for[0] != '\0')
-			{
-				values[3] = CStringGetTextDatum(copy.waiting_for);
-				nulls[3] = false;
-			}
-			if (copy.wait_until != 0)
-			{
-				values[4] = TimestampTzGetDatum(copy.wait_until);
-				nulls[4] = false;
-			}
-			values[5] = Int64GetDatum(copy.calls);
-			values[6] = Int64GetDatum(copy.errors);
-			values[7] = TimestampTzGetDatum(copy.started_at);
-			nulls[5] = nulls[6] = nulls[7] = false;
-		}
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}

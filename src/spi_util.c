@@ -14,18 +14,18 @@
 #include "catalog/pg_proc.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
-#include "pgstat.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/guc.h"
-#include "utils/snapmgr.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "spi_util.h"
 
 void
-sqs_begin_step(const char *activity)
+squadstack_begin_step(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -35,7 +35,7 @@ sqs_begin_step(const char *activity)
 }
 
 void
-sqs_end_step(void)
+squadstack_end_step(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
@@ -45,11 +45,41 @@ sqs_end_step(void)
 }
 
 /*
+ * Prepare a statement and keep its plan for the life of the process.
+ * Always the generic plan: given arrays, custom plans look cheaper to the
+ * plan cache, which then plans every call again, and planning is most of
+ * what a call with one lead (a sync trigger's row) costs.
+ */
+SPIPlanPtr
+squadstack_prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+										  CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Run a kept plan; an unexpected result is an internal error.
+ */
+void
+squadstack_exec_plan(SPIPlanPtr plan, Datum *args, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, args, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "squadstack statement failed: %s", SPI_result_code_string(rc));
+}
+
+/*
  * Run one statement with parameters inside SPI; an unexpected result is an
  * internal error (the statements are the extension's own).
  */
 void
-sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
+squadstack_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
 		 const char *nulls, int expected)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0);
@@ -65,7 +95,7 @@ sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
  * encoding replaced by '?'.
  */
 char *
-sqs_clean_text(const char *s, size_t len, size_t max)
+squadstack_clean_text(const char *s, size_t len, size_t max)
 {
 	char	   *out = palloc(Min(len, max) + 1);
 	size_t		i = 0;
@@ -94,7 +124,7 @@ sqs_clean_text(const char *s, size_t len, size_t max)
 }
 
 void
-sqs_run_as(Oid userid, const char *search_path, SqsRunAs *ctx)
+squadstack_run_as(Oid userid, const char *search_path, SquadstackRunAs *ctx)
 {
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
 	SetUserIdAndSecContext(userid, ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
@@ -105,7 +135,7 @@ sqs_run_as(Oid userid, const char *search_path, SqsRunAs *ctx)
 }
 
 void
-sqs_end_run_as(SqsRunAs *ctx)
+squadstack_end_run_as(SquadstackRunAs *ctx)
 {
 	AtEOXact_GUC(true, ctx->save_nestlevel);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
@@ -113,7 +143,7 @@ sqs_end_run_as(SqsRunAs *ctx)
 
 /* The owner of a function: the extension's own functions run as it. */
 Oid
-sqs_function_owner(Oid fn_oid)
+squadstack_function_owner(Oid fn_oid)
 {
 	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
 	Oid			owner;
@@ -126,7 +156,7 @@ sqs_function_owner(Oid fn_oid)
 }
 
 bool
-sqs_try(void (*fn) (void *arg), void *arg, char **error)
+squadstack_try(void (*fn) (void *arg), void *arg, char **error)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;

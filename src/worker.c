@@ -18,8 +18,10 @@
 
 #include "access/twophase.h"
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -28,18 +30,23 @@
 #include "storage/latch.h"
 #include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "squadstack.h"
+#include "deliver.h"
+#include "guc.h"
+#include "retention.h"
+#include "shmem.h"
+#include "spi_util.h"
 #include "worker.h"
 
 PGDLLEXPORT void squadstack_worker_main(Datum arg);
 
-char	   *sqs_database_name = NULL;
-int			sqs_retention_s = 7 * 86400;
+PG_FUNCTION_INFO_V1(squadstack_worker_status);
+
 
 /* calls per round: between rounds the worker re-reads its configuration */
 #define CALLS_PER_ROUND 20
@@ -51,7 +58,7 @@ int			sqs_retention_s = 7 * 86400;
 #define PREPARED_SLEEP_MS 1000
 
 void
-sqs_worker_register(void)
+squadstack_worker_register(void)
 {
 	BackgroundWorker worker;
 
@@ -82,7 +89,7 @@ schema_state(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (OidIsValid(get_extension_oid("squadstack", true)))
-		state = sqs_schema_is_current() ? SCHEMA_CURRENT : SCHEMA_OLDER;
+		state = squadstack_schema_is_current() ? SCHEMA_CURRENT : SCHEMA_OLDER;
 	CommitTransactionCommand();
 	return state;
 }
@@ -115,12 +122,12 @@ prepared_xacts_pending(void)
 
 	if (max_prepared_xacts == 0)
 		return false;
-	sqs_begin_step("squadstack: looking for prepared transactions");
-	sqs_exec("SELECT 1 FROM pg_catalog.pg_prepared_xacts"
+	squadstack_begin_step("squadstack: looking for prepared transactions");
+	squadstack_exec("SELECT 1 FROM pg_catalog.pg_prepared_xacts"
 			 " WHERE database = pg_catalog.current_database() LIMIT 1",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	pending = SPI_processed > 0;
-	sqs_end_step();
+	squadstack_end_step();
 	return pending;
 }
 
@@ -142,7 +149,7 @@ ms_until(TimestampTz when)
  * commit.
  */
 static bool
-work_can_wait(const SqsWorkNotes *notes, const SqsDeliveryResult *last)
+work_can_wait(const SquadstackWorkNotes *notes, const SquadstackDeliveryResult *last)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
@@ -168,16 +175,16 @@ void
 squadstack_worker_main(Datum arg)
 {
 	TimestampTz last_retention = 0;
-	SqsDeliveryResult result;
+	SquadstackDeliveryResult result;
 	bool		quiet = false;	/* result says what waits, and until when */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(sqs_database_name, NULL, 0);
-	sqs_set_delivery_session(sqs_lock_timeout_ms);
-	sqs_worker_attach(MyDatabaseId);
+	BackgroundWorkerInitializeConnection(squadstack_database_name, NULL, 0);
+	squadstack_set_delivery_session(squadstack_lock_timeout_ms);
+	squadstack_worker_attach(MyDatabaseId);
 	RegisterXactCallback(worker_xact_callback, NULL);
 	pgstat_report_appname("squadstack worker");
 	memset(&result, 0, sizeof(result));
@@ -186,7 +193,7 @@ squadstack_worker_main(Datum arg)
 	{
 		long		timeout;
 		char		activity[128];
-		SqsWorkNotes notes;
+		SquadstackWorkNotes notes;
 		SchemaState schema;
 
 		CHECK_FOR_INTERRUPTS();
@@ -194,11 +201,11 @@ squadstack_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			sqs_set_delivery_session(sqs_lock_timeout_ms);
+			squadstack_set_delivery_session(squadstack_lock_timeout_ms);
 			quiet = false;		/* a token or a limit may have changed */
 		}
 
-		sqs_worker_take_notes(&notes);
+		squadstack_worker_take_notes(&notes);
 		if (quiet && result.next_wakeup != 0 &&
 			GetCurrentTimestamp() < result.next_wakeup &&
 			work_can_wait(&notes, &result))
@@ -218,7 +225,7 @@ squadstack_worker_main(Datum arg)
 		{
 			bool		missing = (schema == SCHEMA_MISSING);
 
-			sqs_worker_report(missing ? "the extension to be created" :
+			squadstack_worker_report(missing ? "the extension to be created" :
 							  "the extension to be updated", 0, 0, 0);
 			pgstat_report_activity(STATE_IDLE, missing ?
 								   "waiting for CREATE EXTENSION squadstack" :
@@ -227,12 +234,12 @@ squadstack_worker_main(Datum arg)
 		}
 		else
 		{
-			SqsConfig	cfg;
+			SquadstackConfig	cfg;
 			const char *waiting;
 
-			sqs_config_from_gucs(&cfg);
+			squadstack_config_from_gucs(&cfg);
 			cfg.linger = true;
-			sqs_deliver(&cfg, CALLS_PER_ROUND, &result);
+			squadstack_deliver(&cfg, CALLS_PER_ROUND, &result);
 
 			if (result.more)
 				timeout = 0;
@@ -257,12 +264,12 @@ squadstack_worker_main(Datum arg)
 			if (!result.more &&
 				TimestampDifferenceExceeds(last_retention, GetCurrentTimestamp(), MAX_SLEEP_MS))
 			{
-				sqs_retention_run(sqs_retention_s, cfg.rate_window_ms);
+				squadstack_retention_run(squadstack_retention_s, cfg.rate_window_ms);
 				last_retention = GetCurrentTimestamp();
 			}
 
-			waiting = result.more ? "nothing: delivering" : sqs_wait_text(result.waiting_for);
-			sqs_worker_report(waiting,
+			waiting = result.more ? "nothing: delivering" : squadstack_wait_text(result.waiting_for);
+			squadstack_worker_report(waiting,
 							  (result.more || result.next_wakeup == 0) ? 0 : result.next_wakeup,
 							  result.calls, result.errors);
 			/* not palloc'd: this loop runs in TopMemoryContext */
@@ -277,4 +284,63 @@ squadstack_worker_main(Datum arg)
 			ResetLatch(MyLatch);
 		}
 	}
+}
+
+/*
+ * squadstack_worker_status(): whether the worker runs, its pid and
+ * database, what it waits for and until when, calls and errors since it
+ * started.
+ */
+Datum
+squadstack_worker_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8];
+	SquadstackWorkerShared copy;
+	SquadstackWorkerShared *shared = squadstack_worker_shared();
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = BoolGetDatum(false);
+	nulls[0] = false;
+
+	if (shared != NULL)
+	{
+		SpinLockAcquire(&shared->mutex);
+		memcpy(&copy, shared, sizeof(copy));
+		SpinLockRelease(&shared->mutex);
+
+		if (copy.pid != 0)
+		{
+			char	   *dbname = get_database_name(copy.database);
+
+			values[0] = BoolGetDatum(true);
+			values[1] = Int32GetDatum(copy.pid);
+			nulls[1] = false;
+			if (dbname != NULL)
+			{
+				values[2] = CStringGetTextDatum(dbname);
+				nulls[2] = false;
+			}
+			if (copy.waiting_for[0] != '\0')
+			{
+				values[3] = CStringGetTextDatum(copy.waiting_for);
+				nulls[3] = false;
+			}
+			if (copy.wait_until != 0)
+			{
+				values[4] = TimestampTzGetDatum(copy.wait_until);
+				nulls[4] = false;
+			}
+			values[5] = Int64GetDatum(copy.calls);
+			values[6] = Int64GetDatum(copy.errors);
+			values[7] = TimestampTzGetDatum(copy.started_at);
+			nulls[5] = nulls[6] = nulls[7] = false;
+		}
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -41,8 +41,9 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-#include "outcome.h"
-#include "squadstack.h"
+#include "lead.h"
+#include "spi_util.h"
+#include "writeback.h"
 
 PG_FUNCTION_INFO_V1(squadstack_writeback);
 PG_FUNCTION_INFO_V1(squadstack_drop_writeback);
@@ -294,7 +295,7 @@ insert_sql(const Writeback *wb)
 
 /* The value an outcome gives a mapping; *isnull where it has none. */
 static Datum
-source_value(const SqsOutcome *o, const Mapping *m, bool *isnull)
+source_value(const SquadstackOutcome *o, const Mapping *m, bool *isnull)
 {
 	*isnull = false;
 	switch (m->source)
@@ -306,10 +307,10 @@ source_value(const SqsOutcome *o, const Mapping *m, bool *isnull)
 		case SRC_PHONE_NUMBER:
 		case SRC_CONTACT_NAME:
 			{
-				SqsOutcomeField f = m->source == SRC_LEAD_OUTCOME ? SQS_FIELD_LEAD_OUTCOME :
-					m->source == SRC_LATEST_RECORDING_URL ? SQS_FIELD_LATEST_RECORDING_URL :
-					m->source == SRC_PHONE_NUMBER ? SQS_FIELD_PHONE_NUMBER :
-					SQS_FIELD_CONTACT_NAME;
+				SquadstackOutcomeField f = m->source == SRC_LEAD_OUTCOME ? SQUADSTACK_FIELD_LEAD_OUTCOME :
+					m->source == SRC_LATEST_RECORDING_URL ? SQUADSTACK_FIELD_LATEST_RECORDING_URL :
+					m->source == SRC_PHONE_NUMBER ? SQUADSTACK_FIELD_PHONE_NUMBER :
+					SQUADSTACK_FIELD_CONTACT_NAME;
 
 				if (o->fields[f] == NULL)
 					break;
@@ -365,14 +366,14 @@ writeback_context(void *arg)
 
 /* Apply one write-back to an outcome, as the table's owner. */
 static void
-apply_one(const SqsOutcome *o, Writeback *wb, const char *search_path)
+apply_one(const SquadstackOutcome *o, Writeback *wb, const char *search_path)
 {
 	Oid		   *types = palloc(sizeof(Oid) * wb->n);
 	Datum	   *values = palloc(sizeof(Datum) * wb->n);
 	char	   *nulls = palloc(wb->n + 1);
 	HeapTuple	tup;
 	Oid			owner;
-	SqsRunAs	ctx;
+	SquadstackRunAs	ctx;
 	ErrorContextCallback errcallback;
 	int			i;
 
@@ -397,7 +398,7 @@ apply_one(const SqsOutcome *o, Writeback *wb, const char *search_path)
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
-	sqs_run_as(owner, search_path, &ctx);
+	squadstack_run_as(owner, search_path, &ctx);
 	if (SPI_execute_with_args(update_sql(wb), wb->n, types, values, nulls,
 							  false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not write an outcome back");
@@ -405,7 +406,7 @@ apply_one(const SqsOutcome *o, Writeback *wb, const char *search_path)
 		SPI_execute_with_args(insert_sql(wb), wb->n, types, values, nulls,
 							  false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write an outcome back");
-	sqs_end_run_as(&ctx);
+	squadstack_end_run_as(&ctx);
 
 	error_context_stack = errcallback.previous;
 }
@@ -416,7 +417,7 @@ apply_one(const SqsOutcome *o, Writeback *wb, const char *search_path)
  * the apply, which keeps the payload as apply_failed.
  */
 void
-sqs_writeback_apply(const SqsOutcome *o)
+squadstack_writeback_apply(const SquadstackOutcome *o)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -426,7 +427,7 @@ sqs_writeback_apply(const SqsOutcome *o)
 
 	SPI_connect();
 	args[0] = CStringGetTextDatum(o->campaign_id);
-	sqs_exec("SELECT target::oid, mapping, search_path FROM squadstack.writebacks"
+	squadstack_exec("SELECT target::oid, mapping, search_path FROM squadstack.writebacks"
 			 " WHERE campaign_id = $1 ORDER BY created_at, target::oid",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	defs = SPI_tuptable;
@@ -465,14 +466,14 @@ squadstack_writeback(PG_FUNCTION_ARGS)
 	const char *search_path = GetConfigOption("search_path", false, false);
 	Oid			argtypes[5] = {TEXTOID, OIDOID, TEXTARRAYOID, TEXTOID, OIDOID};
 	Datum		args[5];
-	SqsRunAs	ctx;
+	SquadstackRunAs	ctx;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("campaign, target and mapping must not be null")));
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	sqs_check_campaign(campaign);
+	squadstack_check_campaign(campaign);
 	relid = PG_GETARG_OID(1);
 	mapping = PG_GETARG_ARRAYTYPE_P(2);
 	deconstruct_array_builtin(mapping, TEXTOID, &items, &item_nulls, &nitems);
@@ -492,15 +493,15 @@ squadstack_writeback(PG_FUNCTION_ARGS)
 	args[3] = CStringGetTextDatum(search_path ? search_path : "");
 	args[4] = ObjectIdGetDatum(GetUserId());
 	SPI_connect();
-	sqs_run_as(sqs_function_owner(fcinfo->flinfo->fn_oid), "pg_catalog, pg_temp", &ctx);
-	sqs_exec("INSERT INTO squadstack.writebacks AS w"
+	squadstack_run_as(squadstack_function_owner(fcinfo->flinfo->fn_oid), "pg_catalog, pg_temp", &ctx);
+	squadstack_exec("INSERT INTO squadstack.writebacks AS w"
 			 " (campaign_id, target, mapping, search_path, defined_by)"
 			 " VALUES ($1, $2::regclass, $3, $4, $5::regrole)"
 			 " ON CONFLICT (campaign_id, target) DO UPDATE SET"
 			 "  mapping = excluded.mapping, search_path = excluded.search_path,"
 			 "  defined_by = excluded.defined_by, created_at = now()",
 			 5, argtypes, args, NULL, SPI_OK_INSERT);
-	sqs_end_run_as(&ctx);
+	squadstack_end_run_as(&ctx);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -516,7 +517,7 @@ squadstack_drop_writeback(PG_FUNCTION_ARGS)
 	Oid			relid;
 	Oid			argtypes[2] = {TEXTOID, OIDOID};
 	Datum		args[2];
-	SqsRunAs	ctx;
+	SquadstackRunAs	ctx;
 	bool		dropped;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -524,18 +525,18 @@ squadstack_drop_writeback(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("campaign and target must not be null")));
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	sqs_check_campaign(campaign);
+	squadstack_check_campaign(campaign);
 	relid = PG_GETARG_OID(1);
 	check_table(relid, GetUserId());
 
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = ObjectIdGetDatum(relid);
 	SPI_connect();
-	sqs_run_as(sqs_function_owner(fcinfo->flinfo->fn_oid), "pg_catalog, pg_temp", &ctx);
-	sqs_exec("DELETE FROM squadstack.writebacks WHERE campaign_id = $1 AND target = $2::regclass",
+	squadstack_run_as(squadstack_function_owner(fcinfo->flinfo->fn_oid), "pg_catalog, pg_temp", &ctx);
+	squadstack_exec("DELETE FROM squadstack.writebacks WHERE campaign_id = $1 AND target = $2::regclass",
 			 2, argtypes, args, NULL, SPI_OK_DELETE);
 	dropped = SPI_processed > 0;
-	sqs_end_run_as(&ctx);
+	squadstack_end_run_as(&ctx);
 	SPI_finish();
 	PG_RETURN_BOOL(dropped);
 }

@@ -32,8 +32,9 @@
 # the throw-away cluster looks in: the installation is never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+. test/pgversion.sh
+use_pg_version
+export PATH="$PG_BINDIR:$PATH"
 SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer"
 SAN_PATTERN='AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer|runtime error:'
 self="$PWD/test/asan.sh"
@@ -53,17 +54,17 @@ wait_ready() {
 inside() {
   local work=$1 status=0
   local log="${PG_CLUSTER_CONF_ROOT:-}"
-  log="${log%/postgresql}/log/postgresql-${PGVERSION:-15}-regress.log"
+  log="${log%/postgresql}/log/postgresql-${PGVERSION:-$PG_VERSION}-regress.log"
   if [ ! -f "$log" ]; then
     echo "asan: cannot find the server log at $log"
     return 1
   fi
 
-  # the runtimes and the sanitizer build (by both names the server uses)
+  # the runtimes and the sanitizer build (by every name the server uses)
   # are mapped in a backend, and no other squadstack.so
-  local maps lib others
-  maps=$(psql -XAtq -v ON_ERROR_STOP=1 -c "LOAD 'squadstack'" \
-    -c "LOAD '\$libdir/squadstack'" \
+  local maps lib others loads=(-c "LOAD 'squadstack'")
+  [ "$PG_VERSION" -lt 18 ] && loads+=(-c "LOAD '\$libdir/squadstack'")
+  maps=$(psql -XAtq -v ON_ERROR_STOP=1 "${loads[@]}" \
     -c "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/maps')")
   for lib in libasan.so libubsan.so; do
     if ! grep -q "/$lib" <<<"$maps"; then
@@ -189,11 +190,23 @@ if ! grep -q __asan_report <<<"$syms" || ! grep -q __ubsan_handle <<<"$syms"; th
   echo "asan: $so is not instrumented"
   exit 1
 fi
-# Installed under $work only: the cluster finds it there first
-# (extension_destdir, a Debian addition, and dynamic_library_path), and the
-# installation everyone else uses is never touched.
+# Installed under $work only: the cluster finds it there first, and the
+# installation everyone else uses is never touched.  Up to PostgreSQL 17,
+# Debian's extension_destdir prefixes every extension file's path, and
+# dynamic_library_path finds the library by its plain name.  Debian's
+# PostgreSQL 18 has no extension_destdir; 18's extension_control_path finds
+# the control file (and the scripts beside it), and a module_pathname
+# without $libdir lets dynamic_library_path find the library.
+if [ "$PG_VERSION" -ge 18 ]; then
+  sed -i "s|^module_pathname = .*|module_pathname = 'squadstack'|" "$work/tree/squadstack.control"
+fi
 make -s -C "$work/tree" PG_CONFIG="$PG_CONFIG" DESTDIR="$work/destdir" install >/dev/null
 destlib="$work/destdir$($PG_CONFIG --pkglibdir)"
+if [ "$PG_VERSION" -ge 18 ]; then
+  extension_opt="extension_control_path=$work/destdir$($PG_CONFIG --sharedir):\$system"
+else
+  extension_opt="extension_destdir=$work/destdir"
+fi
 
 # the runtimes the build links against, for LD_PRELOAD
 asan_lib=$(ldd "$so" | awk '$1 ~ /^libasan\.so/ { print $3 }')
@@ -274,10 +287,10 @@ echo "== pg_regress against the API double, server with $(basename "$asan_lib") 
 suite=0
 # TMPDIR puts pg_virtualenv's cluster under $work, where finish() finds it;
 # the time limit keeps a server that hangs from hanging this script
-TMPDIR="$work" timeout --foreground -k 20 300 \
-  pg_virtualenv -t -c "--environment=$work/environment" \
+TMPDIR="$work" PGPORT=$(free_port) timeout --foreground -k 20 300 \
+  pg_virtualenv -v "$PG_VERSION" -t -c "--environment=$work/environment" \
   -o "listen_addresses=127.0.0.1 " -o "max_worker_processes=16" \
-  -o "extension_destdir=$work/destdir" \
+  -o "$extension_opt" \
   -o "dynamic_library_path=$destlib:$($PG_CONFIG --pkglibdir)" \
   bash "$self" --inside "$work" || suite=$?
 

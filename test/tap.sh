@@ -3,22 +3,27 @@
 #
 #   bash test/tap.sh [TEST...]        (as root, from the repository root)
 #
-# Tests the squadstack extension as installed (make && make install).  The
-# tests use PostgreSQL's TAP framework (PostgreSQL::Test::Cluster) from
-# postgresql-server-dev-15 and run with prove.  PostgreSQL refuses to run
+# Tests the squadstack extension as installed (make && make install) into
+# the PostgreSQL that PG_CONFIG or PG_VERSION names (see test/pgversion.sh).
+# The tests use PostgreSQL's TAP framework (PostgreSQL::Test::Cluster) from
+# postgresql-server-dev-NN and run with prove.  PostgreSQL refuses to run
 # as root, so the tests, api_double.py and double_ctl.py are copied into a
 # fresh directory owned by postgres and prove runs there as postgres.  The
 # logs (tmp_check/log) are printed when a test fails; the directory is
 # always removed.  TEST names files under test/t (default: all of them).
 #
-# TAP_PGBIN may name another PostgreSQL 15 bin directory (for example a
-# private copy of the installation with a build of the extension in it);
-# TAP_VERBOSE=1 shows every test and the measurements the tests note.
+# TAP_PGBIN may name another bin directory of the same major version (for
+# example a private copy of the installation with a build of the extension
+# in it); TAP_VERBOSE=1 shows every test and the measurements the tests
+# note.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pgbin=${TAP_PGBIN:-/usr/lib/postgresql/15/bin}
-pgxs=/usr/lib/postgresql/15/lib/pgxs
+. test/pgversion.sh
+use_pg_version
+pgbin=${TAP_PGBIN:-$PG_BINDIR}
+# the directory of PGXS: lib/pgxs, with src/makefiles/pgxs.mk in it
+pgxs=$(dirname "$(dirname "$(dirname "$("$PG_CONFIG" --pgxs)")")")
 perl_lib=$pgxs/src/test/perl
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -26,7 +31,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 for f in "$perl_lib/PostgreSQL/Test/Cluster.pm" "$pgxs/src/test/regress/pg_regress" "$pgbin/postgres"; do
-  [ -e "$f" ] || { echo "tap.sh: missing $f (install postgresql-15 and postgresql-server-dev-15)" >&2; exit 2; }
+  [ -e "$f" ] || { echo "tap.sh: missing $f (install postgresql-$PG_VERSION and postgresql-server-dev-$PG_VERSION)" >&2; exit 2; }
 done
 
 work=$(mktemp -d /tmp/squadstack-tap-XXXXXX)

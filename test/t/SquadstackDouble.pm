@@ -52,7 +52,8 @@ sub script_dir
 
 SquadstackDouble->new(%params) starts a double.  Parameters: tokens (array
 ref of accepted tokens, default ['test-token']), rate_limit (default 1000),
-rate_window (seconds, default 1), port (default: a free one).
+rate_window (seconds, default 1), port (default: a free one), args (array ref
+of more api_double.py options, e.g. ['--webhook-url' => $url]).
 
 =cut
 
@@ -64,6 +65,7 @@ sub new
 		rate_limit => $params{rate_limit} || 1000,
 		rate_window => $params{rate_window} || 1,
 		port => $params{port} || 0,
+		args => $params{args} || [],
 		dir => PostgreSQL::Test::Utils::tempdir('double'),
 		scripts => script_dir(),
 	}, $class;
@@ -89,7 +91,8 @@ sub start
 		'--rate-limit' => $self->{rate_limit},
 		'--rate-window' => $self->{rate_window},
 		'--parent-pid' => $$,
-		'--max-lifetime' => 900);
+		'--max-lifetime' => 900,
+		@{ $self->{args} });
 	my $pid = fork();
 	croak "fork failed: $!" unless defined $pid;
 	if ($pid == 0)
@@ -175,7 +178,7 @@ sub ctl
 	my @cmd = ('python3', "$self->{scripts}/double_ctl.py",
 		'--port' => $self->{port}, @args);
 	IPC::Run::run(\@cmd, '<', \$in, '>', \$out, '2>', \$err,
-		IPC::Run::timeout(30))
+		IPC::Run::timeout($self->{ctl_timeout} // 30))
 	  or croak "double_ctl @args failed: $err";
 	return $out;
 }
@@ -189,6 +192,52 @@ sub leads
 {
 	my ($self) = @_;
 	return $json->decode($self->ctl('leads'));
+}
+
+=pod
+
+$double->process(campaign => $c, %request): the double processes leads (all
+of the campaign's created, unprocessed ones unless lead_ids => [...] is given;
+outcome, lead_responses, processed_at) and queues their webhooks.
+
+$double->webhooks(%filter): the recorded webhook attempts, in order, each
+{seq, campaign, lead_id, url (secret as ***), attempt, attempts, status,
+error, answer, result, payload}; result is delivered, rejected, retrying,
+gave_up or dropped.  Filters: campaign, lead_id, result.
+
+$double->wait_webhooks($timeout): wait until no webhook is pending and no lead
+scheduled for processing; returns whether that happened in time.
+
+=cut
+
+sub process
+{
+	my ($self, %request) = @_;
+	return $self->ctl('process', \%request);
+}
+
+sub webhooks
+{
+	my ($self, %f) = @_;
+	my @attempts;
+
+	for my $line (split /\n/, $self->ctl('webhooks'))
+	{
+		my $r = $json->decode($line);
+		next if defined $f{campaign} && $r->{campaign} ne $f{campaign};
+		next if defined $f{lead_id} && $r->{lead_id} ne $f{lead_id};
+		next if defined $f{result} && $r->{result} ne $f{result};
+		push @attempts, $r;
+	}
+	return @attempts;
+}
+
+sub wait_webhooks
+{
+	my ($self, $timeout) = @_;
+	$timeout //= 30;
+	local $self->{ctl_timeout} = $timeout + 30;
+	return eval { $self->ctl('wait-webhooks', '--timeout', $timeout); 1 } ? 1 : 0;
 }
 
 =pod
