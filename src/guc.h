@@ -34,6 +34,7 @@ extern int	squadstack_retention_s;
 extern char *squadstack_database_name;
 
 extern void squadstack_define_gucs(void);
+extern void squadstack_config_to_session(const SquadstackConfig *cfg);
 
 /* why a token is not fit for an HTTP header, or NULL */
 extern const char *squadstack_token_problem(const char *token);
