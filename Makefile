@@ -96,6 +96,10 @@ all: webhookd-all
 install: webhookd-install
 uninstall: webhookd-uninstall
 clean: webhookd-clean
+# (also from a build directory of its own, as pg_buildext builds: VPATH)
 webhookd-all webhookd-install webhookd-uninstall webhookd-clean:
-	$(MAKE) -C webhookd $(patsubst webhookd-%,%,$@) PG_CONFIG=$(PG_CONFIG)
+	@mkdir -p webhookd
+	$(MAKE) -C webhookd -f $(abspath $(srcdir))/webhookd/Makefile \
+		VPATH=$(abspath $(srcdir))/webhookd \
+		$(patsubst webhookd-%,%,$@) PG_CONFIG=$(PG_CONFIG)
 .PHONY: webhookd-all webhookd-install webhookd-uninstall webhookd-clean
