@@ -49,8 +49,9 @@ SELECT max(n) AS most_calls_in_any_window FROM (
   FROM received a) s;
 
 -- the budget is used: the 6th call comes right after the first window, the
--- 11th right after the second
-SELECT w.k, (w.t - first.t) BETWEEN 2.0 * (w.k / 5) AND 2.0 * (w.k / 5) + 0.4 AS on_time
+-- 11th right after the second (within 0.8 s: the margin is 50 ms, the rest
+-- is for a loaded machine or a sanitizer build)
+SELECT w.k, (w.t - first.t) BETWEEN 2.0 * (w.k / 5) AND 2.0 * (w.k / 5) + 0.8 AS on_time
 FROM (SELECT min(received_at) AS t FROM received WHERE auth = 'Bearer test-token') first,
      (SELECT row_number() OVER (ORDER BY seq) - 1 AS k, received_at AS t
       FROM received WHERE auth = 'Bearer test-token') w
