@@ -37,11 +37,21 @@ int			squadstack_max_lead_bytes = 64 * 1024;
 int			squadstack_max_request_bytes = 512 * 1024;
 int			squadstack_lock_timeout_ms = 5000;
 char	   *squadstack_duplicate_create_pattern = NULL;
+char	   *squadstack_http_proxy = NULL;
+char	   *squadstack_no_proxy = NULL;
+char	   *squadstack_ca_file = NULL;
+int			squadstack_tls_min_version = SQUADSTACK_TLS_1_2;
 
 static const struct config_enum_entry phone_format_options[] = {
 	{"e164", SQUADSTACK_PHONE_E164, false},
 	{"national", SQUADSTACK_PHONE_NATIONAL, false},
 	{"as_given", SQUADSTACK_PHONE_AS_GIVEN, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry tls_version_options[] = {
+	{"TLSv1.2", SQUADSTACK_TLS_1_2, false},
+	{"TLSv1.3", SQUADSTACK_TLS_1_3, false},
 	{NULL, 0, false}
 };
 
@@ -100,6 +110,72 @@ check_token(char **newval, void **extra, GucSource source)
 		/* the default message would quote the rejected value: the token */
 		GUC_check_errmsg("invalid value for parameter \"%s\"", "squadstack.token");
 		GUC_check_errdetail("%s", problem);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A proxy URL may carry a user name and password, so no message quotes it.
+ * Only http and https proxies are accepted: the call is tunnelled through
+ * them with CONNECT.
+ */
+static bool
+check_http_proxy(char **newval, void **extra, GucSource source)
+{
+	const char *url = *newval;
+	const char *p;
+
+	if (url == NULL || url[0] == '\0')
+		return true;
+	GUC_check_errmsg("invalid value for parameter \"%s\"", "squadstack.http_proxy");
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+	{
+		GUC_check_errdetail("The proxy URL must start with \"http://\" or \"https://\".");
+		return false;
+	}
+	if (strlen(url) >= SQUADSTACK_URL_MAX)
+	{
+		GUC_check_errdetail("The proxy URL must be shorter than %d bytes.", SQUADSTACK_URL_MAX);
+		return false;
+	}
+	for (p = url; *p; p++)
+		if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+		{
+			GUC_check_errdetail("The proxy URL must not contain spaces or control characters.");
+			return false;
+		}
+	return true;
+}
+
+/* a list of host names, domains or addresses, as libcurl's NOPROXY takes it */
+static bool
+check_no_proxy(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (*newval == NULL)
+		return true;
+	if (strlen(*newval) >= SQUADSTACK_URL_MAX)
+	{
+		GUC_check_errdetail("The list must be shorter than %d bytes.", SQUADSTACK_URL_MAX);
+		return false;
+	}
+	for (p = *newval; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+		{
+			GUC_check_errdetail("The list must not contain control characters.");
+			return false;
+		}
+	return true;
+}
+
+static bool
+check_ca_file(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) >= MAXPGPATH)
+	{
+		GUC_check_errdetail("The path must be shorter than %d bytes.", MAXPGPATH);
 		return false;
 	}
 	return true;
@@ -173,6 +249,24 @@ squadstack_config_from_gucs(SquadstackConfig *cfg)
 	strlcpy(cfg->duplicate_create_pattern,
 			squadstack_duplicate_create_pattern ? squadstack_duplicate_create_pattern : "",
 			sizeof(cfg->duplicate_create_pattern));
+	strlcpy(cfg->http_proxy, squadstack_http_proxy ? squadstack_http_proxy : "",
+			sizeof(cfg->http_proxy));
+	strlcpy(cfg->no_proxy, squadstack_no_proxy ? squadstack_no_proxy : "",
+			sizeof(cfg->no_proxy));
+	strlcpy(cfg->ca_file, squadstack_ca_file ? squadstack_ca_file : "",
+			sizeof(cfg->ca_file));
+	cfg->tls_min_version = squadstack_tls_min_version;
+}
+
+void
+squadstack_http_options(const SquadstackConfig *cfg, SquadstackHttpOptions *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->timeout_ms = cfg->request_timeout_ms;
+	opts->proxy = cfg->http_proxy;
+	opts->no_proxy = cfg->no_proxy;
+	opts->ca_file = cfg->ca_file;
+	opts->tls_1_3_only = (cfg->tls_min_version == SQUADSTACK_TLS_1_3);
 }
 
 /*
@@ -298,6 +392,43 @@ squadstack_define_gucs(void)
 							   PGC_SUSET,
 							   0,
 							   check_duplicate_pattern, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.http_proxy",
+							   "Proxy through which every API call is made.",
+							   "An http:// or https:// URL, which may carry a user name and password; calls are tunnelled with CONNECT.  Empty means a direct connection: proxy variables of the server's environment are never used.",
+							   &squadstack_http_proxy,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_http_proxy, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.no_proxy",
+							   "Hosts reached directly although squadstack.http_proxy is set.",
+							   "A comma-separated list of host names, domain names and IP addresses, as in libcurl's NOPROXY; \"*\" matches every host.",
+							   &squadstack_no_proxy,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_no_proxy, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.ca_file",
+							   "File of CA certificates that the API's (and an https proxy's) certificate is checked against.",
+							   "Empty means the system's CA store.  A relative path is taken relative to the data directory.",
+							   &squadstack_ca_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_ca_file, NULL, NULL);
+
+	DefineCustomEnumVariable("squadstack.tls_min_version",
+							 "Oldest TLS version accepted for API calls: TLSv1.2 or TLSv1.3.",
+							 NULL,
+							 &squadstack_tls_min_version,
+							 SQUADSTACK_TLS_1_2,
+							 tls_version_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("squadstack.phone_format",
 							 "How phone numbers are sent: e164, national or as_given.",

@@ -8,6 +8,7 @@
 #ifndef SQUADSTACK_GUC_H
 #define SQUADSTACK_GUC_H
 
+#include "http.h"
 #include "squadstack.h"
 
 /* the settings (guc.c) */
@@ -27,8 +28,15 @@ extern int	squadstack_max_lead_bytes;
 extern int	squadstack_max_request_bytes;
 extern int	squadstack_lock_timeout_ms;
 extern char *squadstack_duplicate_create_pattern;
+extern char *squadstack_http_proxy;
+extern char *squadstack_no_proxy;
+extern char *squadstack_ca_file;
+extern int	squadstack_tls_min_version;
 
 extern void squadstack_config_from_gucs(SquadstackConfig *cfg);
+/* the HTTP client's options for one call under cfg; points into cfg */
+extern void squadstack_http_options(const SquadstackConfig *cfg,
+									SquadstackHttpOptions *opts);
 
 extern int	squadstack_retention_s;
 extern char *squadstack_database_name;

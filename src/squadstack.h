@@ -31,6 +31,13 @@ typedef enum SquadstackPhoneFormat
 	SQUADSTACK_PHONE_AS_GIVEN
 } SquadstackPhoneFormat;
 
+/* the oldest TLS version the HTTP client accepts (squadstack.tls_min_version) */
+typedef enum SquadstackTlsVersion
+{
+	SQUADSTACK_TLS_1_2,
+	SQUADSTACK_TLS_1_3
+} SquadstackTlsVersion;
+
 /*
  * The settings a sender works with.  Copied from the GUCs of the process
  * that asks for a delivery, so squadstack_flush() honours its session's
@@ -51,6 +58,11 @@ typedef struct SquadstackConfig
 	int			lock_timeout_ms;
 	bool		linger;			/* a partial batch may wait when budget is scarce */
 	char		duplicate_create_pattern[SQUADSTACK_PATTERN_MAX];
+	/* the way out: empty http_proxy means a direct connection */
+	char		http_proxy[SQUADSTACK_URL_MAX];
+	char		no_proxy[SQUADSTACK_URL_MAX];
+	char		ca_file[MAXPGPATH];
+	int			tls_min_version;	/* a SquadstackTlsVersion */
 } SquadstackConfig;
 
 /* one validated lead operation: its id and what is sent for it */
