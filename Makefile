@@ -33,6 +33,7 @@ OBJS = \
 	src/spi_util.o \
 	src/squadstack.o \
 	src/token.o \
+	src/token_file.o \
 	src/trigger.o \
 	src/trigger_args.o \
 	src/webhook.o \

@@ -175,3 +175,30 @@ REVOKE ALL ON FUNCTION squadstack_writeback(text, regclass, text[]),
 	squadstack_reapply(text)
 	FROM PUBLIC;
 REVOKE ALL ON squadstack_writebacks FROM PUBLIC;
+
+/*
+ * Secrets outside settings.  A token for campaign '*' is the default for
+ * every campaign without its own.  Webhook secrets per campaign ('*': the
+ * default), kept as SHA-256 digests: a secret is only ever compared.
+ */
+COMMENT ON TABLE squadstack.tokens IS
+	'Access tokens per campaign; campaign ''*'' is the default token';
+
+CREATE TABLE squadstack.webhook_secrets (
+	campaign_id		text PRIMARY KEY,
+	secret_digest	bytea NOT NULL CHECK (octet_length(secret_digest) = 32),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON squadstack.webhook_secrets FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('squadstack.webhook_secrets', '');
+
+COMMENT ON TABLE squadstack.webhook_secrets IS
+	'SHA-256 digests of the secrets webhooks must present, per campaign; campaign ''*'' is the default';
+
+CREATE FUNCTION squadstack_set_webhook_secret(campaign text, secret text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'squadstack_set_webhook_secret'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON FUNCTION squadstack_set_webhook_secret(text, text) FROM PUBLIC;

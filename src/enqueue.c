@@ -405,16 +405,21 @@ squadstack_retry(PG_FUNCTION_ARGS)
 }
 
 /*
- * Set or remove (NULL) the access token of one campaign.  The token is
- * never echoed in any message.
+ * Set or remove (NULL) the access token of one campaign, or with campaign
+ * "*" the default token.  The token is never echoed in any message.
  */
 Datum
 squadstack_set_token(PG_FUNCTION_ARGS)
 {
-	char	   *campaign = campaign_arg(fcinfo);
+	char	   *campaign;
 	Datum		args[2];
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 
+	/* "*" stands for every campaign without a token of its own */
+	check_not_null(fcinfo, 0, "campaign");
+	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (strcmp(campaign, SQUADSTACK_ALL_CAMPAIGNS) != 0)
+		squadstack_check_campaign(campaign);
 	args[0] = CStringGetTextDatum(campaign);
 	SPI_connect();
 	if (PG_ARGISNULL(1))

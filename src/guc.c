@@ -33,6 +33,10 @@ char	   *squadstack_webhook_secret = NULL;
 char	   *squadstack_webhook_timezone = NULL;
 int			squadstack_retention_s = 7 * 86400;
 char	   *squadstack_database_name = NULL;
+char	   *squadstack_token_file = NULL;
+
+/* what squadstack.token_file held when it was last read (the GUC's extra) */
+static SquadstackTokenFile *file_tokens = NULL;
 int			squadstack_max_lead_bytes = 64 * 1024;
 int			squadstack_max_request_bytes = 512 * 1024;
 int			squadstack_lock_timeout_ms = 5000;
@@ -57,20 +61,6 @@ static const struct config_enum_entry tls_version_options[] = {
 
 
 
-
-const char *
-squadstack_token_problem(const char *token)
-{
-	const char *p;
-
-	if (strlen(token) >= SQUADSTACK_TOKEN_MAX)
-		return "A token must be shorter than 1024 bytes.";
-	/* it becomes an HTTP header */
-	for (p = token; *p; p++)
-		if ((unsigned char) *p < 0x20 || *p == 0x7f)
-			return "A token must not contain control characters.";
-	return NULL;
-}
 
 /*
  * The token goes wherever api_url points, so only http and https URLs of a
@@ -97,6 +87,29 @@ check_api_url(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * A secret in a setting reaches the server log: PostgreSQL logs a changed
+ * setting's new value at reload, and a setting stored with ALTER ROLE or
+ * ALTER DATABASE is readable by every role.  The deprecated secret settings
+ * still work, with a warning that names the safer way: in the postmaster
+ * (at start and reload, once each) and where a session sets them.
+ */
+static void
+warn_deprecated_secret(const char *name, const char *value, GucSource source,
+					   const char *instead)
+{
+	if (value == NULL || value[0] == '\0' || source == PGC_S_DEFAULT ||
+		source == PGC_S_TEST)
+		return;
+	if (IsUnderPostmaster && source < PGC_S_GLOBAL)
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING_DEPRECATED_FEATURE),
+			 errmsg("setting \"%s\" is deprecated", name),
+			 errdetail("PostgreSQL writes a changed setting's value to the server log at reload."),
+			 errhint("%s", instead)));
+}
+
 static bool
 check_token(char **newval, void **extra, GucSource source)
 {
@@ -112,7 +125,50 @@ check_token(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("%s", problem);
 		return false;
 	}
+	warn_deprecated_secret("squadstack.token", *newval, source,
+						   "Use squadstack_set_token('*', token) or squadstack.token_file instead.");
 	return true;
+}
+
+static bool
+check_webhook_secret(char **newval, void **extra, GucSource source)
+{
+	warn_deprecated_secret("squadstack.webhook_secret", *newval, source,
+						   "Use squadstack_set_webhook_secret('*', secret) instead.");
+	return true;
+}
+
+/*
+ * The token file is read here, at start and at every reload, so that a
+ * file that cannot be used is refused with the reason and the tokens read
+ * before stay in force, as with ssl_key_file.
+ */
+static bool
+check_token_file(char **newval, void **extra, GucSource source)
+{
+	char		problem[MAXPGPATH + 256];
+	SquadstackTokenFile *tf;
+
+	tf = squadstack_token_file_read(*newval, problem, sizeof(problem));
+	if (tf == NULL)
+	{
+		GUC_check_errdetail("%s", problem);
+		return false;
+	}
+	*extra = tf;
+	return true;
+}
+
+static void
+assign_token_file(const char *newval, void *extra)
+{
+	file_tokens = (SquadstackTokenFile *) extra;
+}
+
+const char *
+squadstack_file_token(const char *campaign)
+{
+	return squadstack_token_file_lookup(file_tokens, campaign);
 }
 
 /*
@@ -286,8 +342,8 @@ squadstack_define_gucs(void)
 							   check_api_url, NULL, NULL);
 
 	DefineCustomStringVariable("squadstack.token",
-							   "Access token used by campaigns without a token of their own.",
-							   NULL,
+							   "Deprecated: access token used by campaigns without a token of their own.",
+							   "Use squadstack_set_token('*', token) or squadstack.token_file: a changed setting's value is written to the server log.",
 							   &squadstack_token,
 							   "",
 							   PGC_SUSET,
@@ -441,13 +497,13 @@ squadstack_define_gucs(void)
 							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("squadstack.webhook_secret",
-							   "Secret a webhook delivery must present to squadstack_receive_webhook().",
-							   "Empty means no secret is required.",
+							   "Deprecated: secret a webhook delivery must present to squadstack_receive_webhook().",
+							   "Use squadstack_set_webhook_secret(): a changed setting's value is written to the server log.  Empty means none.",
 							   &squadstack_webhook_secret,
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   check_webhook_secret, NULL, NULL);
 
 	DefineCustomStringVariable("squadstack.webhook_timezone",
 							   "Time zone of webhook timestamps that carry no offset.",
@@ -466,6 +522,15 @@ squadstack_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.token_file",
+							   "File of access tokens: lines \"campaign token\", or \"* token\" for the default token.",
+							   "Read at start and at every reload; it must be readable by the database user only (or owned by root and readable by its group).  A relative path is taken relative to the data directory.",
+							   &squadstack_token_file,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   check_token_file, assign_token_file, NULL);
 
 	/* a postmaster setting can only be defined while preloading */
 	if (process_shared_preload_libraries_in_progress)

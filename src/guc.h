@@ -10,6 +10,7 @@
 
 #include "http.h"
 #include "squadstack.h"
+#include "token_file.h"
 
 /* the settings (guc.c) */
 extern char *squadstack_api_url;
@@ -40,10 +41,11 @@ extern void squadstack_http_options(const SquadstackConfig *cfg,
 
 extern int	squadstack_retention_s;
 extern char *squadstack_database_name;
+extern char *squadstack_token_file;
 
 extern void squadstack_define_gucs(void);
 
-/* why a token is not fit for an HTTP header, or NULL */
-extern const char *squadstack_token_problem(const char *token);
+/* the token squadstack.token_file names for campaign ("*": default), or NULL */
+extern const char *squadstack_file_token(const char *campaign);
 
 #endif							/* SQUADSTACK_GUC_H */
