@@ -15,6 +15,7 @@ OBJS = \
 	src/erase.o \
 	src/enqueue.o \
 	src/flush.o \
+	src/grants.o \
 	src/guc.o \
 	src/http.o \
 	src/intake.o \
@@ -47,7 +48,7 @@ DATA = sql/squadstack--0.1.0.sql sql/squadstack--0.1.0--0.2.0.sql \
 	sql/squadstack--0.2.0--0.3.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
-REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel engine writeback
+REGRESS = validation enqueue privileges grants delivery ratelimit trigger webhook responses cancel engine writeback
 REGRESS_OPTS = --load-extension=squadstack
 
 # The server headers are included as system headers so that -Wextra judges

@@ -63,6 +63,8 @@ typedef struct SquadstackConfig
 	char		no_proxy[SQUADSTACK_URL_MAX];
 	char		ca_file[MAXPGPATH];
 	int			tls_min_version;	/* a SquadstackTlsVersion */
+	/* a flush for a role without every campaign: only its campaigns */
+	Oid			only_role;		/* InvalidOid: every campaign */
 } SquadstackConfig;
 
 /* one validated lead operation: its id and what is sent for it */

@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "grants.h"
 #include "guc.h"
 #include "spi_util.h"
 #include "token.h"
@@ -123,6 +124,7 @@ squadstack_token_status(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
+	squadstack_require_campaign(campaign, squadstack_calling_role());
 	squadstack_config_from_gucs(&cfg);
 	SPI_connect();
 	token = squadstack_campaign_token(campaign, &cfg);
