@@ -101,3 +101,7 @@ clean: webhookd-clean
 webhookd-all webhookd-install webhookd-uninstall webhookd-clean:
 	$(MAKE) -C webhookd $(patsubst webhookd-%,%,$@) PG_CONFIG=$(PG_CONFIG)
 .PHONY: webhookd-all webhookd-install webhookd-uninstall webhookd-clean
+
+# PGXS tracks no header dependencies: a changed header (say a struct in
+# squadstack.h) must rebuild every object, or objects disagree on a layout.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
