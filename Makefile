@@ -73,7 +73,7 @@ include $(PGXS)
 
 # "make installcheck" starts the API double for the suite and always stops
 # it (test/with_double.sh), so it works on its own after "make install".
-pg_regress_installcheck := bash $(srcdir)/test/with_double.sh $(pg_regress_installcheck)
+pg_regress_installcheck := $(patsubst %/pg_regress,bash $(srcdir)/test/with_double.sh %/pg_regress,$(pg_regress_installcheck))
 
 prove_installcheck:
 	$(prove_installcheck)
@@ -98,8 +98,12 @@ all: webhookd-all
 install: webhookd-install
 uninstall: webhookd-uninstall
 clean: webhookd-clean
+# (also from a build directory of its own, as pg_buildext builds: VPATH)
 webhookd-all webhookd-install webhookd-uninstall webhookd-clean:
-	$(MAKE) -C webhookd $(patsubst webhookd-%,%,$@) PG_CONFIG=$(PG_CONFIG)
+	@mkdir -p webhookd
+	$(MAKE) -C webhookd -f $(abspath $(srcdir))/webhookd/Makefile \
+		VPATH=$(abspath $(srcdir))/webhookd \
+		$(patsubst webhookd-%,%,$@) PG_CONFIG=$(PG_CONFIG)
 .PHONY: webhookd-all webhookd-install webhookd-uninstall webhookd-clean
 
 # PGXS tracks no header dependencies: a changed header (say a struct in

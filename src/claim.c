@@ -459,6 +459,7 @@ squadstack_claim(const SquadstackConfig *cfg, SquadstackBatch *b, SquadstackDeli
 		ListCell   *lc;
 		Refused    *was_refused = NULL;
 		LeaseResult leased;
+		bool		scarce;
 
 		CHECK_FOR_INTERRUPTS();
 		strlcpy(campaign_out, campaign, campaign_size);
@@ -513,11 +514,18 @@ squadstack_claim(const SquadstackConfig *cfg, SquadstackBatch *b, SquadstackDeli
 			continue;
 		}
 
-		/* the intake's oldest operations join the outbox as the call needs them */
-		squadstack_absorb_intake(campaign, Min(Max(cfg->batch_size * 2, 100), MAX_INTAKE_MOVE));
+		/*
+		 * The intake's oldest operations join the outbox as calls need them:
+		 * what this call needs while the budget is scarce, what the calls
+		 * of the next moments need while it is not (each move reads the
+		 * campaign's whole intake to find its oldest rows).
+		 */
+		scarce = admit.used * 2 >= cfg->rate_limit;
+		squadstack_absorb_intake(campaign,
+								 Min(Max(cfg->batch_size * (scarce ? 2 : 20), 100),
+									 MAX_INTAKE_MOVE));
 
-		leased = lease_operations(cfg, campaign, b,
-								  admit.used * 2 >= cfg->rate_limit, r, cxt);
+		leased = lease_operations(cfg, campaign, b, scarce, r, cxt);
 		if (leased != LEASE_LEASED)
 			continue;
 

@@ -305,6 +305,11 @@ squadstack_config_from_gucs(SquadstackConfig *cfg)
 	strlcpy(cfg->duplicate_create_pattern,
 			squadstack_duplicate_create_pattern ? squadstack_duplicate_create_pattern : "",
 			sizeof(cfg->duplicate_create_pattern));
+	strlcpy(cfg->webhook_timezone,
+			squadstack_webhook_timezone ? squadstack_webhook_timezone : "UTC",
+			sizeof(cfg->webhook_timezone));
+	cfg->phone_format = squadstack_phone_format;
+	cfg->max_lead_bytes = squadstack_max_lead_bytes;
 	strlcpy(cfg->http_proxy, squadstack_http_proxy ? squadstack_http_proxy : "",
 			sizeof(cfg->http_proxy));
 	strlcpy(cfg->no_proxy, squadstack_no_proxy ? squadstack_no_proxy : "",
@@ -323,6 +328,25 @@ squadstack_http_options(const SquadstackConfig *cfg, SquadstackHttpOptions *opts
 	opts->no_proxy = cfg->no_proxy;
 	opts->ca_file = cfg->ca_file;
 	opts->tls_1_3_only = (cfg->tls_min_version == SQUADSTACK_TLS_1_3);
+}
+
+/*
+ * Make a job's session use the settings of the session that asked for it
+ * where they are read by code other than the delivery's: outcomes stored
+ * from the responses endpoint read the webhook time zone.
+ */
+void
+squadstack_config_to_session(const SquadstackConfig *cfg)
+{
+	char		bytes[32];
+
+	SetConfigOption("squadstack.webhook_timezone", cfg->webhook_timezone,
+					PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("squadstack.phone_format",
+					phone_format_options[cfg->phone_format].name,
+					PGC_USERSET, PGC_S_SESSION);
+	snprintf(bytes, sizeof(bytes), "%d", cfg->max_lead_bytes);
+	SetConfigOption("squadstack.max_lead_bytes", bytes, PGC_SUSET, PGC_S_SESSION);
 }
 
 /*

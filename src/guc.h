@@ -44,6 +44,7 @@ extern char *squadstack_database_name;
 extern char *squadstack_token_file;
 
 extern void squadstack_define_gucs(void);
+extern void squadstack_config_to_session(const SquadstackConfig *cfg);
 
 /* the token squadstack.token_file names for campaign ("*": default), or NULL */
 extern const char *squadstack_file_token(const char *campaign);

@@ -49,6 +49,7 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 #include "intake.h"
@@ -163,31 +164,74 @@ squadstack_intake_relid(void)
 }
 
 /*
+ * The intake's indexes, built once per backend like the OIDs above: their
+ * IndexInfo is the same for every row, and building it costs a good part
+ * of what a row costs.  Forgotten at any invalidation of the intake.
+ */
+static MemoryContext index_cxt = NULL;
+static int	nindexes = -1;
+static Oid *index_oids = NULL;
+static IndexInfo **index_infos = NULL;
+static uint64 index_invals = 0;
+
+static void
+load_indexes(Relation rel)
+{
+	List	   *indexes;
+	ListCell   *lc;
+	MemoryContext old;
+	int			i = 0;
+
+	if (index_cxt == NULL)
+		index_cxt = AllocSetContextCreate(CacheMemoryContext, "squadstack intake indexes",
+										  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(index_cxt);
+	nindexes = -1;
+	indexes = RelationGetIndexList(rel);
+	old = MemoryContextSwitchTo(index_cxt);
+	index_oids = palloc(sizeof(Oid) * Max(list_length(indexes), 1));
+	index_infos = palloc(sizeof(IndexInfo *) * Max(list_length(indexes), 1));
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		IndexInfo  *info = BuildIndexInfo(index);
+
+		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
+			elog(ERROR, "index \"%s\" of squadstack.intake has expressions",
+				 RelationGetRelationName(index));
+		index_oids[i] = lfirst_oid(lc);
+		index_infos[i] = info;
+		i++;
+		index_close(index, AccessShareLock);
+	}
+	MemoryContextSwitchTo(old);
+	list_free(indexes);
+	nindexes = i;
+	index_invals = intake_invals;
+}
+
+/*
  * Add the index entries of a row written with table_tuple_insert(), as
  * the executor would: the intake's indexes are plain column indexes.
  */
 static void
 insert_index_entries(Relation rel, TupleTableSlot *slot)
 {
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
+	int			i;
 
-	foreach(lc, indexes)
+	if (nindexes < 0 || index_invals != intake_invals)
+		load_indexes(rel);
+	for (i = 0; i < nindexes; i++)
 	{
-		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
-		IndexInfo  *info = BuildIndexInfo(index);
+		Relation	index = index_open(index_oids[i], RowExclusiveLock);
 		Datum		values[INDEX_MAX_KEYS];
 		bool		isnull[INDEX_MAX_KEYS];
 
-		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
-			elog(ERROR, "index \"%s\" of squadstack.intake has expressions",
-				 RelationGetRelationName(index));
-		FormIndexDatum(info, slot, NULL, values, isnull);
+		FormIndexDatum(index_infos[i], slot, NULL, values, isnull);
 		index_insert(index, values, isnull, &slot->tts_tid, rel,
-					 UNIQUE_CHECK_NO, false, info);
+					 UNIQUE_CHECK_NO, false, index_infos[i]);
 		index_close(index, NoLock);
 	}
-	list_free(indexes);
 }
 
 /*

@@ -207,6 +207,7 @@ squadstack_job_main(Datum arg)
 	 */
 	squadstack_set_delivery_session(Min(shared->cfg.lock_timeout_ms,
 								 shared->cfg.request_timeout_ms));
+	squadstack_config_to_session(&shared->cfg);
 
 	PG_TRY();
 	{

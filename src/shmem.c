@@ -83,11 +83,32 @@ squadstack_worker_shared(void)
 	return shared;
 }
 
-/* Hand this transaction's notes to the worker and set its latch. */
+/*
+ * Whether the worker, quiet, waits for this campaign anyway (with the
+ * mutex held).
+ */
+static bool
+campaign_waits(const char *campaign, TimestampTz now)
+{
+	int			j;
+
+	for (j = 0; j < shared->nwaiting; j++)
+		if (strcmp(shared->waiting[j], campaign) == 0)
+			return shared->waiting_until[j] == 0 || shared->waiting_until[j] > now;
+	return false;
+}
+
+/*
+ * Hand this transaction's notes to the worker, and set its latch unless it
+ * is quiet and every campaign noted waits anyway: then it finds the notes
+ * when its wait ends, and CRM writers committing thousands of times a
+ * second do not wake it every time.
+ */
 static void
 wake_worker(void)
 {
 	Latch	   *latch = NULL;
+	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
 	if (shared == NULL)
@@ -95,7 +116,12 @@ wake_worker(void)
 	SpinLockAcquire(&shared->mutex);
 	if (shared->pid != 0 && shared->pid != MyProcPid)
 	{
-		latch = shared->latch;
+		bool		wake = !shared->quiet || noted_all;
+
+		for (i = 0; i < nnoted && !wake; i++)
+			wake = !campaign_waits(noted[i], now);
+		if (wake)
+			latch = shared->latch;
 		if (noted_all)
 			shared->all_work = true;
 		for (i = 0; i < nnoted && !shared->all_work; i++)
@@ -231,6 +257,8 @@ squadstack_worker_attach(Oid database)
 	shared->wait_until = 0;
 	shared->nnoted = 0;
 	shared->all_work = true;	/* look at everything first */
+	shared->quiet = false;
+	shared->nwaiting = 0;
 	SpinLockRelease(&shared->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
 }
@@ -245,6 +273,29 @@ squadstack_worker_take_notes(SquadstackWorkNotes *notes)
 	memcpy(notes->campaigns, shared->noted, sizeof(notes->campaigns));
 	shared->nnoted = 0;
 	shared->all_work = false;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * The worker says whether it is quiet, and which campaigns wait until
+ * when; more than fit means not quiet.
+ */
+void
+squadstack_worker_publish_waits(bool quiet, int n, const char *const *campaigns,
+								const TimestampTz *until)
+{
+	int			i;
+
+	if (n > SQUADSTACK_WORKER_NOTES)
+		quiet = false;
+	SpinLockAcquire(&shared->mutex);
+	shared->quiet = quiet;
+	shared->nwaiting = quiet ? n : 0;
+	for (i = 0; i < shared->nwaiting; i++)
+	{
+		strlcpy(shared->waiting[i], campaigns[i], sizeof(shared->waiting[0]));
+		shared->waiting_until[i] = until[i];
+	}
 	SpinLockRelease(&shared->mutex);
 }
 

@@ -39,6 +39,17 @@ typedef struct SquadstackWorkerShared
 	int			nnoted;
 	bool		all_work;
 	char		noted[SQUADSTACK_WORKER_NOTES][SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
+
+	/*
+	 * While quiet, the worker has nothing to send before a time: the
+	 * campaigns listed wait (for a rate slot, a paused token, a backoff or a
+	 * fuller batch) until waiting_until (0: until something else changes).
+	 * A commit of work for these campaigns only is noted without waking it.
+	 */
+	bool		quiet;
+	int			nwaiting;
+	char		waiting[SQUADSTACK_WORKER_NOTES][SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
+	TimestampTz waiting_until[SQUADSTACK_WORKER_NOTES];
 } SquadstackWorkerShared;
 
 /* what the worker was woken for (squadstack_worker_take_notes) */
@@ -54,6 +65,9 @@ extern void squadstack_shmem_init(void);
 extern SquadstackWorkerShared *squadstack_worker_shared(void);
 extern void squadstack_worker_attach(Oid database);
 extern void squadstack_worker_take_notes(SquadstackWorkNotes *notes);
+extern void squadstack_worker_publish_waits(bool quiet, int n,
+											const char *const *campaigns,
+											const TimestampTz *until);
 extern void squadstack_worker_report(const char *waiting_for, TimestampTz until,
 							  int calls, int errors);
 

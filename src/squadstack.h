@@ -21,6 +21,7 @@
 #define SQUADSTACK_URL_MAX				1024
 #define SQUADSTACK_TOKEN_MAX			1024
 #define SQUADSTACK_PATTERN_MAX			256
+#define SQUADSTACK_TZ_MAX				64
 /* the longest text of an API answer kept as an error */
 #define SQUADSTACK_MAX_ERROR_TEXT		8192
 
@@ -39,9 +40,10 @@ typedef enum SquadstackTlsVersion
 } SquadstackTlsVersion;
 
 /*
- * The settings a sender works with.  Copied from the GUCs of the process
- * that asks for a delivery, so squadstack_flush() honours its session's
- * settings although the calls are made by a short-lived worker.
+ * The settings a delivery or a job works with.  Copied from the GUCs of the
+ * process that asks for it, so squadstack_flush() and
+ * squadstack_sync_responses() honour their session's settings (webhook and
+ * phone settings included) although a short-lived worker does the work.
  */
 typedef struct SquadstackConfig
 {
@@ -58,6 +60,10 @@ typedef struct SquadstackConfig
 	int			lock_timeout_ms;
 	bool		linger;			/* a partial batch may wait when budget is scarce */
 	char		duplicate_create_pattern[SQUADSTACK_PATTERN_MAX];
+	/* read where outcomes are stored and leads validated */
+	char		webhook_timezone[SQUADSTACK_TZ_MAX];
+	int			phone_format;	/* a SquadstackPhoneFormat */
+	int			max_lead_bytes;
 	/* the way out: empty http_proxy means a direct connection */
 	char		http_proxy[SQUADSTACK_URL_MAX];
 	char		no_proxy[SQUADSTACK_URL_MAX];

@@ -219,6 +219,7 @@ squadstack_worker_main(Datum arg)
 			continue;
 		}
 		quiet = false;
+		squadstack_worker_publish_waits(false, 0, NULL, NULL);
 
 		schema = schema_state();
 		if (schema != SCHEMA_CURRENT)
@@ -275,6 +276,20 @@ squadstack_worker_main(Datum arg)
 			/* not palloc'd: this loop runs in TopMemoryContext */
 			snprintf(activity, sizeof(activity), "waiting for %s", waiting);
 			pgstat_report_activity(STATE_IDLE, result.more ? "delivering" : activity);
+		}
+
+		if (quiet && !result.blocked_overflow)
+		{
+			const char *campaigns[SQUADSTACK_MAX_BLOCKED];
+			TimestampTz until[SQUADSTACK_MAX_BLOCKED];
+			int			i;
+
+			for (i = 0; i < result.nblocked; i++)
+			{
+				campaigns[i] = result.blocked[i].campaign;
+				until[i] = result.blocked[i].until;
+			}
+			squadstack_worker_publish_waits(true, result.nblocked, campaigns, until);
 		}
 
 		if (timeout > 0)
