@@ -15,6 +15,7 @@ OBJS = \
 	src/erase.o \
 	src/enqueue.o \
 	src/flush.o \
+	src/grants.o \
 	src/guc.o \
 	src/http.o \
 	src/intake.o \
@@ -33,6 +34,7 @@ OBJS = \
 	src/spi_util.o \
 	src/squadstack.o \
 	src/token.o \
+	src/token_file.o \
 	src/trigger.o \
 	src/trigger_args.o \
 	src/webhook.o \
@@ -46,7 +48,7 @@ DATA = sql/squadstack--0.1.0.sql sql/squadstack--0.1.0--0.2.0.sql \
 	sql/squadstack--0.2.0--0.3.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
-REGRESS = validation enqueue privileges delivery ratelimit trigger webhook responses cancel engine writeback
+REGRESS = validation enqueue privileges grants delivery ratelimit trigger webhook responses cancel engine writeback
 REGRESS_OPTS = --load-extension=squadstack
 
 # The server headers are included as system headers so that -Wextra judges
@@ -103,3 +105,7 @@ webhookd-all webhookd-install webhookd-uninstall webhookd-clean:
 		VPATH=$(abspath $(srcdir))/webhookd \
 		$(patsubst webhookd-%,%,$@) PG_CONFIG=$(PG_CONFIG)
 .PHONY: webhookd-all webhookd-install webhookd-uninstall webhookd-clean
+
+# PGXS tracks no header dependencies: a changed header (say a struct in
+# squadstack.h) must rebuild every object, or objects disagree on a layout.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)

@@ -15,6 +15,8 @@ GRANT EXECUTE ON FUNCTION
   squadstack.token_status(text)
   TO squadstack_app;
 GRANT SELECT ON squadstack.queue_status TO squadstack_app;
+-- and the campaigns it may use
+SELECT squadstack_grant_campaign('camp_p', 'squadstack_app');
 
 -- a role without grants can do nothing
 CREATE ROLE squadstack_nobody LOGIN;
@@ -76,6 +78,7 @@ WHERE c.relnamespace = 'squadstack'::regnamespace AND a.grantee = 0;
 
 TRUNCATE squadstack.outbox;
 SELECT squadstack_set_token('camp_p', NULL);
+SELECT squadstack_revoke_campaign('camp_p', 'squadstack_app');
 DROP OWNED BY squadstack_app;
 DROP ROLE squadstack_app;
 DROP ROLE squadstack_nobody;

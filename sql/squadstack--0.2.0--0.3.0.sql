@@ -60,13 +60,36 @@ ALTER TABLE squadstack.outbox ADD COLUMN record_pending boolean NOT NULL DEFAULT
 CREATE INDEX outbox_record_pending_idx ON squadstack.outbox (id) WHERE record_pending;
 
 /*
+ * Campaign grants: a role other than a superuser may queue for, retry,
+ * flush and read only the campaigns granted to it or to a role whose
+ * privileges it has (squadstack_grant_campaign()).  Campaign '*' is every
+ * campaign.  A grant with an end (expires_at) is the transitional grant
+ * this update gives the roles that could use the extension before (see
+ * the end of this script); squadstack_grant_campaign() makes lasting ones.
+ */
+CREATE TABLE squadstack.campaign_grants (
+	campaign_id		text NOT NULL,
+	role_id			regrole NOT NULL,
+	granted_by		regrole,
+	granted_at		timestamptz NOT NULL DEFAULT now(),
+	expires_at		timestamptz,
+	PRIMARY KEY (campaign_id, role_id)
+);
+REVOKE ALL ON squadstack.campaign_grants FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('squadstack.campaign_grants', '');
+
+COMMENT ON TABLE squadstack.campaign_grants IS
+	'Which roles may use which campaigns (''*'': every campaign); a grant with expires_at is transitional';
+
+/*
  * Per campaign and state: how many operations, the oldest, when the next is
  * due, the last error, and whether the campaign's token is paused.
  * Operations still in the intake count as queued.  blocked: queued
  * operations held back by an earlier unfinished operation of the same lead;
- * blocked_by: the kinds and states of those earlier operations.
+ * blocked_by: the kinds and states of those earlier operations.  A role
+ * other than a superuser sees the campaigns granted to it.
  */
-CREATE OR REPLACE VIEW squadstack.queue_status AS
+CREATE OR REPLACE VIEW squadstack.queue_status WITH (security_barrier) AS
 SELECT s.campaign_id,
 	   s.state,
 	   s.operations,
@@ -90,6 +113,11 @@ FROM (SELECT o.campaign_id,
 			UNION ALL
 			SELECT id, campaign_id, 'queued'::squadstack.op_state, created_at, created_at, NULL
 			FROM squadstack.intake) o
+	  WHERE (EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER AND r.rolsuper)
+			 OR EXISTS (SELECT FROM squadstack.campaign_grants g
+						WHERE g.campaign_id IN (o.campaign_id, '*')
+						  AND (g.expires_at IS NULL OR g.expires_at > pg_catalog.now())
+						  AND pg_catalog.pg_has_role(CURRENT_USER, g.role_id::pg_catalog.oid, 'USAGE')))
 	  GROUP BY o.campaign_id, o.state) s
 	 CROSS JOIN LATERAL squadstack.token_status(s.campaign_id) t
 	 LEFT JOIN LATERAL (
@@ -165,9 +193,14 @@ LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
 /* The write-backs defined, one row each. */
-CREATE VIEW squadstack_writebacks AS
-SELECT campaign_id, target, mapping, search_path, defined_by, created_at
-FROM squadstack.writebacks;
+CREATE VIEW squadstack_writebacks WITH (security_barrier) AS
+SELECT w.campaign_id, w.target, w.mapping, w.search_path, w.defined_by, w.created_at
+FROM squadstack.writebacks w
+WHERE (EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER AND r.rolsuper)
+			 OR EXISTS (SELECT FROM squadstack.campaign_grants g
+						WHERE g.campaign_id IN (w.campaign_id, '*')
+						  AND (g.expires_at IS NULL OR g.expires_at > pg_catalog.now())
+						  AND pg_catalog.pg_has_role(CURRENT_USER, g.role_id::pg_catalog.oid, 'USAGE')));
 
 REVOKE ALL ON FUNCTION squadstack_writeback(text, regclass, text[]),
 	squadstack_drop_writeback(text, regclass),
@@ -175,3 +208,114 @@ REVOKE ALL ON FUNCTION squadstack_writeback(text, regclass, text[]),
 	squadstack_reapply(text)
 	FROM PUBLIC;
 REVOKE ALL ON squadstack_writebacks FROM PUBLIC;
+
+/*
+ * Secrets outside settings.  A token for campaign '*' is the default for
+ * every campaign without its own.  Webhook secrets per campaign ('*': the
+ * default), kept as SHA-256 digests: a secret is only ever compared.
+ */
+COMMENT ON TABLE squadstack.tokens IS
+	'Access tokens per campaign; campaign ''*'' is the default token';
+
+CREATE TABLE squadstack.webhook_secrets (
+	campaign_id		text PRIMARY KEY,
+	secret_digest	bytea NOT NULL CHECK (octet_length(secret_digest) = 32),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON squadstack.webhook_secrets FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('squadstack.webhook_secrets', '');
+
+COMMENT ON TABLE squadstack.webhook_secrets IS
+	'SHA-256 digests of the secrets webhooks must present, per campaign; campaign ''*'' is the default';
+
+CREATE FUNCTION squadstack_set_webhook_secret(campaign text, secret text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'squadstack_set_webhook_secret'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON FUNCTION squadstack_set_webhook_secret(text, text) FROM PUBLIC;
+
+/*
+ * Campaign grants: the functions, and a view of the grants (a role other
+ * than a superuser sees the grants of the roles whose privileges it has).
+ */
+CREATE FUNCTION squadstack_grant_campaign(campaign text, role regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'squadstack_grant_campaign'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION squadstack_revoke_campaign(campaign text, role regrole)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'squadstack_revoke_campaign'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW squadstack_campaign_grants WITH (security_barrier) AS
+SELECT g.campaign_id, g.role_id AS role, g.granted_by, g.granted_at, g.expires_at
+FROM squadstack.campaign_grants g
+WHERE EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER AND r.rolsuper)
+   OR pg_catalog.pg_has_role(CURRENT_USER, g.role_id::pg_catalog.oid, 'USAGE');
+
+REVOKE ALL ON FUNCTION squadstack_grant_campaign(text, regrole),
+	squadstack_revoke_campaign(text, regrole)
+	FROM PUBLIC;
+REVOKE ALL ON squadstack_campaign_grants FROM PUBLIC;
+
+/*
+ * Roles that could use the extension before campaign grants existed keep
+ * working, for 30 days: every role other than a superuser with a privilege
+ * on one of the extension's functions or relations, and every role that
+ * may write a table with a squadstack sync trigger (and the table's owner),
+ * gets a grant of every campaign ('*') that ends in 30 days.  Each use
+ * under it warns; each such role is named here.  Grant the campaigns each
+ * role needs with squadstack_grant_campaign() before the end.
+ */
+DO $$
+DECLARE
+	grantee record;
+BEGIN
+	FOR grantee IN
+		WITH ext_objects AS (
+			SELECT d.classid, d.objid
+			FROM pg_catalog.pg_depend d
+			JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+			WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+			  AND e.extname = 'squadstack' AND d.deptype = 'e'),
+		acl_grantees AS (
+			SELECT a.grantee
+			FROM ext_objects o
+			JOIN pg_catalog.pg_proc p ON o.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+				AND p.oid = o.objid
+			CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+			UNION
+			SELECT a.grantee
+			FROM ext_objects o
+			JOIN pg_catalog.pg_class c ON o.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+				AND c.oid = o.objid
+			CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+			UNION
+			-- the writers of tables with a sync trigger, and their owners
+			SELECT a.grantee
+			FROM pg_catalog.pg_trigger t
+			JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+			CROSS JOIN LATERAL pg_catalog.aclexplode(
+				coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) a
+			WHERE t.tgfoid = 'squadstack_sync_trigger()'::pg_catalog.regprocedure
+			  AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE'))
+		SELECT DISTINCT g.grantee::pg_catalog.regrole AS role
+		FROM acl_grantees g
+		JOIN pg_catalog.pg_roles ro ON ro.oid = g.grantee
+		WHERE NOT ro.rolsuper
+		ORDER BY 1
+	LOOP
+		INSERT INTO squadstack.campaign_grants (campaign_id, role_id, expires_at)
+		VALUES ('*', grantee.role, pg_catalog.now() + interval '30 days')
+		ON CONFLICT DO NOTHING;
+		RAISE WARNING 'role % may use every campaign until % through a transitional grant', grantee.role,
+			pg_catalog.now() + interval '30 days'
+			USING HINT = 'Grant it the campaigns it needs with squadstack_grant_campaign(); campaign grants are checked from now on.';
+	END LOOP;
+END
+$$;

@@ -251,6 +251,9 @@ TRUNCATE squadstack.intake;
 CREATE ROLE squadstack_crm_writer;
 GRANT USAGE ON SCHEMA crm TO squadstack_crm_writer;
 GRANT INSERT, UPDATE, DELETE, SELECT ON crm.customers, crm.prospects TO squadstack_crm_writer;
+-- the writer queues through the triggers: it needs the campaigns
+SELECT squadstack_grant_campaign('camp_t', 'squadstack_crm_writer');
+SELECT squadstack_grant_campaign('camp_s', 'squadstack_crm_writer');
 SET ROLE squadstack_crm_writer;
 INSERT INTO crm.customers (id, mobile, full_name) VALUES ('W1', '9876577777', 'Writer');
 \set VERBOSITY terse
@@ -399,6 +402,7 @@ FROM received WHERE lead_ids = '["D8"]';
 RESET squadstack.api_url;
 RESET squadstack.token;
 DROP SCHEMA crm CASCADE;
+SELECT squadstack_revoke_campaign(c, 'squadstack_crm_writer') FROM unnest(ARRAY['camp_t', 'camp_s']) c;
 DROP ROLE squadstack_crm_writer;
 TRUNCATE squadstack.outbox, squadstack.intake, squadstack.api_calls,
   squadstack.token_state, squadstack.leads, squadstack.sync_skipped;

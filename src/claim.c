@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "grants.h"
 #include "intake.h"
 #include "limiter.h"
 #include "outbox.h"
@@ -407,7 +408,10 @@ squadstack_claim(const SquadstackConfig *cfg, SquadstackBatch *b, SquadstackDeli
 	uint64		i;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	MemoryContext old;
+	Oid			roletype[1] = {OIDOID};
+	Datum		roleargs[1];
 
+	roleargs[0] = ObjectIdGetDatum(cfg->only_role);
 	squadstack_lock_intake();
 	recover_leases();
 
@@ -435,9 +439,10 @@ squadstack_claim(const SquadstackConfig *cfg, SquadstackBatch *b, SquadstackDeli
 			 "        WHERE o.state = 'queued' AND o.campaign_id = c.campaign_id) END,"
 			 "  s.backoff_until "
 			 "FROM c LEFT JOIN squadstack.campaign_state s ON s.campaign_id = c.campaign_id "
+			 "WHERE $1 = 0 OR " SQUADSTACK_GRANTED_SQL("c.campaign_id", "$1") " "
 			 "ORDER BY (SELECT max(a.started_at) FROM squadstack.api_calls a"
 			 "          WHERE a.campaign_id = c.campaign_id) NULLS FIRST, c.campaign_id",
-			 0, NULL, NULL, NULL, SPI_OK_SELECT);
+			 1, roletype, roleargs, NULL, SPI_OK_SELECT);
 	found = SPI_tuptable;
 	ncampaigns = SPI_processed;
 

@@ -34,6 +34,7 @@
 #include "utils/timestamp.h"
 
 #include "deliver.h"
+#include "guc.h"
 #include "limiter.h"
 #include "outbox.h"
 #include "registry.h"
@@ -253,6 +254,7 @@ squadstack_deliver(const SquadstackConfig *cfg, int max_calls, SquadstackDeliver
 	{
 		SquadstackBatch	b;
 		SquadstackHttpResult res;
+		SquadstackHttpOptions opts;
 		volatile CallStage stage = STAGE_CLAIM;
 		volatile bool claimed = false;
 		volatile bool failed = false;
@@ -281,7 +283,8 @@ squadstack_deliver(const SquadstackConfig *cfg, int max_calls, SquadstackDeliver
 				stage = STAGE_CALL;
 				pgstat_report_activity(STATE_RUNNING, "squadstack: calling the API");
 				old = MemoryContextSwitchTo(cxt);
-				squadstack_http_call(b.method, b.url, b.token, b.body, cfg->request_timeout_ms, &res);
+				squadstack_http_options(cfg, &opts);
+				squadstack_http_call(b.method, b.url, b.token, b.body, &opts, &res);
 				MemoryContextSwitchTo(old);
 				result->calls++;
 				if (res.status < 200 || res.status >= 300)

@@ -21,6 +21,7 @@
 #include "utils/jsonb.h"
 
 #include "enqueue.h"
+#include "grants.h"
 #include "guc.h"
 #include "intake.h"
 #include "registry.h"
@@ -34,6 +35,8 @@ PG_FUNCTION_INFO_V1(squadstack_delete_lead);
 PG_FUNCTION_INFO_V1(squadstack_convert_lead);
 PG_FUNCTION_INFO_V1(squadstack_retry);
 PG_FUNCTION_INFO_V1(squadstack_set_token);
+PG_FUNCTION_INFO_V1(squadstack_grant_campaign);
+PG_FUNCTION_INFO_V1(squadstack_revoke_campaign);
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr create_plan = NULL;
@@ -59,6 +62,7 @@ campaign_arg(FunctionCallInfo fcinfo)
 	check_not_null(fcinfo, 0, "campaign");
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	squadstack_check_campaign(campaign);
+	squadstack_require_campaign(campaign, squadstack_calling_role());
 	return campaign;
 }
 
@@ -360,21 +364,23 @@ squadstack_convert_lead(PG_FUNCTION_ARGS)
 
 /*
  * Put failed operations back in the queue, oldest first, with a fresh count
- * of attempts.  NULL arguments match everything.
+ * of attempts.  NULL arguments match everything the caller may use.
  */
 Datum
 squadstack_retry(PG_FUNCTION_ARGS)
 {
-	Datum		args[2];
-	char		nulls[2] = {' ', ' '};
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, OIDOID};
 	uint64		n;
+	Oid			role = squadstack_restricted_role(squadstack_calling_role());
 
 	if (!PG_ARGISNULL(0))
 	{
 		char	   *campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 		squadstack_check_campaign(campaign);
+		squadstack_require_campaign(campaign, squadstack_calling_role());
 		args[0] = CStringGetTextDatum(campaign);
 	}
 	else
@@ -390,13 +396,16 @@ squadstack_retry(PG_FUNCTION_ARGS)
 		nulls[1] = 'n';
 	}
 
+	args[2] = ObjectIdGetDatum(role);
+
 	SPI_connect();
 	squadstack_exec("UPDATE squadstack.outbox "
 			 "SET state = 'queued', attempts = 0, next_attempt_at = now() "
 			 "WHERE state = 'failed' "
 			 "AND ($1 IS NULL OR campaign_id = $1) "
-			 "AND ($2 IS NULL OR lead_id = $2)",
-			 2, argtypes, args, nulls, SPI_OK_UPDATE);
+			 "AND ($2 IS NULL OR lead_id = $2) "
+			 "AND ($3 = 0 OR " SQUADSTACK_GRANTED_SQL("outbox.campaign_id", "$3") ")",
+			 3, argtypes, args, nulls, SPI_OK_UPDATE);
 	n = SPI_processed;
 	SPI_finish();
 	if (n > 0)
@@ -405,16 +414,21 @@ squadstack_retry(PG_FUNCTION_ARGS)
 }
 
 /*
- * Set or remove (NULL) the access token of one campaign.  The token is
- * never echoed in any message.
+ * Set or remove (NULL) the access token of one campaign, or with campaign
+ * "*" the default token.  The token is never echoed in any message.
  */
 Datum
 squadstack_set_token(PG_FUNCTION_ARGS)
 {
-	char	   *campaign = campaign_arg(fcinfo);
+	char	   *campaign;
 	Datum		args[2];
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 
+	/* "*" stands for every campaign without a token of its own */
+	check_not_null(fcinfo, 0, "campaign");
+	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (strcmp(campaign, SQUADSTACK_ALL_CAMPAIGNS) != 0)
+		squadstack_check_campaign(campaign);
 	args[0] = CStringGetTextDatum(campaign);
 	SPI_connect();
 	if (PG_ARGISNULL(1))
@@ -444,4 +458,40 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 	/* a new token may resume a paused campaign */
 	squadstack_wake_worker_at_commit();
 	PG_RETURN_VOID();
+}
+
+/* the campaign argument of a grant: a campaign id or '*' */
+static char *
+grant_campaign_arg(FunctionCallInfo fcinfo)
+{
+	char	   *campaign;
+
+	check_not_null(fcinfo, 0, "campaign");
+	check_not_null(fcinfo, 1, "role");
+	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (strcmp(campaign, "*") != 0)
+		squadstack_check_campaign(campaign);
+	return campaign;
+}
+
+/*
+ * squadstack_grant_campaign(campaign, role): role, and the roles that have
+ * its privileges, may use campaign ('*': every campaign).
+ */
+Datum
+squadstack_grant_campaign(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = grant_campaign_arg(fcinfo);
+
+	squadstack_grant_campaign_to(campaign, PG_GETARG_OID(1));
+	PG_RETURN_VOID();
+}
+
+/* squadstack_revoke_campaign(campaign, role): whether there was a grant */
+Datum
+squadstack_revoke_campaign(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = grant_campaign_arg(fcinfo);
+
+	PG_RETURN_BOOL(squadstack_revoke_campaign_from(campaign, PG_GETARG_OID(1)));
 }

@@ -13,6 +13,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "grants.h"
 #include "job.h"
 #include "lead.h"
 
@@ -26,6 +27,8 @@ squadstack_flush(PG_FUNCTION_ARGS)
 
 	memset(&job, 0, sizeof(job));
 	job.kind = SQUADSTACK_JOB_FLUSH;
+	/* a role without every campaign flushes its own */
+	job.only_role = squadstack_restricted_role(squadstack_calling_role());
 	if (!PG_ARGISNULL(0))
 	{
 		job.max_calls = PG_GETARG_INT32(0);
@@ -53,6 +56,7 @@ squadstack_sync_responses(PG_FUNCTION_ARGS)
 				 errmsg("campaign must not be null")));
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	squadstack_check_campaign(campaign);
+	squadstack_require_campaign(campaign, squadstack_calling_role());
 
 	memset(&job, 0, sizeof(job));
 	job.kind = SQUADSTACK_JOB_SYNC_RESPONSES;

@@ -33,10 +33,18 @@ char	   *squadstack_webhook_secret = NULL;
 char	   *squadstack_webhook_timezone = NULL;
 int			squadstack_retention_s = 7 * 86400;
 char	   *squadstack_database_name = NULL;
+char	   *squadstack_token_file = NULL;
+
+/* what squadstack.token_file held when it was last read (the GUC's extra) */
+static SquadstackTokenFile *file_tokens = NULL;
 int			squadstack_max_lead_bytes = 64 * 1024;
 int			squadstack_max_request_bytes = 512 * 1024;
 int			squadstack_lock_timeout_ms = 5000;
 char	   *squadstack_duplicate_create_pattern = NULL;
+char	   *squadstack_http_proxy = NULL;
+char	   *squadstack_no_proxy = NULL;
+char	   *squadstack_ca_file = NULL;
+int			squadstack_tls_min_version = SQUADSTACK_TLS_1_2;
 
 static const struct config_enum_entry phone_format_options[] = {
 	{"e164", SQUADSTACK_PHONE_E164, false},
@@ -45,22 +53,14 @@ static const struct config_enum_entry phone_format_options[] = {
 	{NULL, 0, false}
 };
 
+static const struct config_enum_entry tls_version_options[] = {
+	{"TLSv1.2", SQUADSTACK_TLS_1_2, false},
+	{"TLSv1.3", SQUADSTACK_TLS_1_3, false},
+	{NULL, 0, false}
+};
 
 
 
-const char *
-squadstack_token_problem(const char *token)
-{
-	const char *p;
-
-	if (strlen(token) >= SQUADSTACK_TOKEN_MAX)
-		return "A token must be shorter than 1024 bytes.";
-	/* it becomes an HTTP header */
-	for (p = token; *p; p++)
-		if ((unsigned char) *p < 0x20 || *p == 0x7f)
-			return "A token must not contain control characters.";
-	return NULL;
-}
 
 /*
  * The token goes wherever api_url points, so only http and https URLs of a
@@ -87,6 +87,29 @@ check_api_url(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * A secret in a setting reaches the server log: PostgreSQL logs a changed
+ * setting's new value at reload, and a setting stored with ALTER ROLE or
+ * ALTER DATABASE is readable by every role.  The deprecated secret settings
+ * still work, with a warning that names the safer way: in the postmaster
+ * (at start and reload, once each) and where a session sets them.
+ */
+static void
+warn_deprecated_secret(const char *name, const char *value, GucSource source,
+					   const char *instead)
+{
+	if (value == NULL || value[0] == '\0' || source == PGC_S_DEFAULT ||
+		source == PGC_S_TEST)
+		return;
+	if (IsUnderPostmaster && source < PGC_S_GLOBAL)
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING_DEPRECATED_FEATURE),
+			 errmsg("setting \"%s\" is deprecated", name),
+			 errdetail("PostgreSQL writes a changed setting's value to the server log at reload."),
+			 errhint("%s", instead)));
+}
+
 static bool
 check_token(char **newval, void **extra, GucSource source)
 {
@@ -100,6 +123,115 @@ check_token(char **newval, void **extra, GucSource source)
 		/* the default message would quote the rejected value: the token */
 		GUC_check_errmsg("invalid value for parameter \"%s\"", "squadstack.token");
 		GUC_check_errdetail("%s", problem);
+		return false;
+	}
+	warn_deprecated_secret("squadstack.token", *newval, source,
+						   "Use squadstack_set_token('*', token) or squadstack.token_file instead.");
+	return true;
+}
+
+static bool
+check_webhook_secret(char **newval, void **extra, GucSource source)
+{
+	warn_deprecated_secret("squadstack.webhook_secret", *newval, source,
+						   "Use squadstack_set_webhook_secret('*', secret) instead.");
+	return true;
+}
+
+/*
+ * The token file is read here, at start and at every reload, so that a
+ * file that cannot be used is refused with the reason and the tokens read
+ * before stay in force, as with ssl_key_file.
+ */
+static bool
+check_token_file(char **newval, void **extra, GucSource source)
+{
+	char		problem[MAXPGPATH + 256];
+	SquadstackTokenFile *tf;
+
+	tf = squadstack_token_file_read(*newval, problem, sizeof(problem));
+	if (tf == NULL)
+	{
+		GUC_check_errdetail("%s", problem);
+		return false;
+	}
+	*extra = tf;
+	return true;
+}
+
+static void
+assign_token_file(const char *newval, void *extra)
+{
+	file_tokens = (SquadstackTokenFile *) extra;
+}
+
+const char *
+squadstack_file_token(const char *campaign)
+{
+	return squadstack_token_file_lookup(file_tokens, campaign);
+}
+
+/*
+ * A proxy URL may carry a user name and password, so no message quotes it.
+ * Only http and https proxies are accepted: the call is tunnelled through
+ * them with CONNECT.
+ */
+static bool
+check_http_proxy(char **newval, void **extra, GucSource source)
+{
+	const char *url = *newval;
+	const char *p;
+
+	if (url == NULL || url[0] == '\0')
+		return true;
+	GUC_check_errmsg("invalid value for parameter \"%s\"", "squadstack.http_proxy");
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+	{
+		GUC_check_errdetail("The proxy URL must start with \"http://\" or \"https://\".");
+		return false;
+	}
+	if (strlen(url) >= SQUADSTACK_URL_MAX)
+	{
+		GUC_check_errdetail("The proxy URL must be shorter than %d bytes.", SQUADSTACK_URL_MAX);
+		return false;
+	}
+	for (p = url; *p; p++)
+		if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+		{
+			GUC_check_errdetail("The proxy URL must not contain spaces or control characters.");
+			return false;
+		}
+	return true;
+}
+
+/* a list of host names, domains or addresses, as libcurl's NOPROXY takes it */
+static bool
+check_no_proxy(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (*newval == NULL)
+		return true;
+	if (strlen(*newval) >= SQUADSTACK_URL_MAX)
+	{
+		GUC_check_errdetail("The list must be shorter than %d bytes.", SQUADSTACK_URL_MAX);
+		return false;
+	}
+	for (p = *newval; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+		{
+			GUC_check_errdetail("The list must not contain control characters.");
+			return false;
+		}
+	return true;
+}
+
+static bool
+check_ca_file(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) >= MAXPGPATH)
+	{
+		GUC_check_errdetail("The path must be shorter than %d bytes.", MAXPGPATH);
 		return false;
 	}
 	return true;
@@ -178,6 +310,24 @@ squadstack_config_from_gucs(SquadstackConfig *cfg)
 			sizeof(cfg->webhook_timezone));
 	cfg->phone_format = squadstack_phone_format;
 	cfg->max_lead_bytes = squadstack_max_lead_bytes;
+	strlcpy(cfg->http_proxy, squadstack_http_proxy ? squadstack_http_proxy : "",
+			sizeof(cfg->http_proxy));
+	strlcpy(cfg->no_proxy, squadstack_no_proxy ? squadstack_no_proxy : "",
+			sizeof(cfg->no_proxy));
+	strlcpy(cfg->ca_file, squadstack_ca_file ? squadstack_ca_file : "",
+			sizeof(cfg->ca_file));
+	cfg->tls_min_version = squadstack_tls_min_version;
+}
+
+void
+squadstack_http_options(const SquadstackConfig *cfg, SquadstackHttpOptions *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->timeout_ms = cfg->request_timeout_ms;
+	opts->proxy = cfg->http_proxy;
+	opts->no_proxy = cfg->no_proxy;
+	opts->ca_file = cfg->ca_file;
+	opts->tls_1_3_only = (cfg->tls_min_version == SQUADSTACK_TLS_1_3);
 }
 
 /*
@@ -216,8 +366,8 @@ squadstack_define_gucs(void)
 							   check_api_url, NULL, NULL);
 
 	DefineCustomStringVariable("squadstack.token",
-							   "Access token used by campaigns without a token of their own.",
-							   NULL,
+							   "Deprecated: access token used by campaigns without a token of their own.",
+							   "Use squadstack_set_token('*', token) or squadstack.token_file: a changed setting's value is written to the server log.",
 							   &squadstack_token,
 							   "",
 							   PGC_SUSET,
@@ -323,6 +473,43 @@ squadstack_define_gucs(void)
 							   0,
 							   check_duplicate_pattern, NULL, NULL);
 
+	DefineCustomStringVariable("squadstack.http_proxy",
+							   "Proxy through which every API call is made.",
+							   "An http:// or https:// URL, which may carry a user name and password; calls are tunnelled with CONNECT.  Empty means a direct connection: proxy variables of the server's environment are never used.",
+							   &squadstack_http_proxy,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_http_proxy, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.no_proxy",
+							   "Hosts reached directly although squadstack.http_proxy is set.",
+							   "A comma-separated list of host names, domain names and IP addresses, as in libcurl's NOPROXY; \"*\" matches every host.",
+							   &squadstack_no_proxy,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_no_proxy, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.ca_file",
+							   "File of CA certificates that the API's (and an https proxy's) certificate is checked against.",
+							   "Empty means the system's CA store.  A relative path is taken relative to the data directory.",
+							   &squadstack_ca_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_ca_file, NULL, NULL);
+
+	DefineCustomEnumVariable("squadstack.tls_min_version",
+							 "Oldest TLS version accepted for API calls: TLSv1.2 or TLSv1.3.",
+							 NULL,
+							 &squadstack_tls_min_version,
+							 SQUADSTACK_TLS_1_2,
+							 tls_version_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomEnumVariable("squadstack.phone_format",
 							 "How phone numbers are sent: e164, national or as_given.",
 							 NULL,
@@ -334,13 +521,13 @@ squadstack_define_gucs(void)
 							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("squadstack.webhook_secret",
-							   "Secret a webhook delivery must present to squadstack_receive_webhook().",
-							   "Empty means no secret is required.",
+							   "Deprecated: secret a webhook delivery must present to squadstack_receive_webhook().",
+							   "Use squadstack_set_webhook_secret(): a changed setting's value is written to the server log.  Empty means none.",
 							   &squadstack_webhook_secret,
 							   "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   check_webhook_secret, NULL, NULL);
 
 	DefineCustomStringVariable("squadstack.webhook_timezone",
 							   "Time zone of webhook timestamps that carry no offset.",
@@ -359,6 +546,15 @@ squadstack_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("squadstack.token_file",
+							   "File of access tokens: lines \"campaign token\", or \"* token\" for the default token.",
+							   "Read at start and at every reload; it must be readable by the database user only (or owned by root and readable by its group).  A relative path is taken relative to the data directory.",
+							   &squadstack_token_file,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   check_token_file, assign_token_file, NULL);
 
 	/* a postmaster setting can only be defined while preloading */
 	if (process_shared_preload_libraries_in_progress)

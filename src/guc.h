@@ -8,7 +8,9 @@
 #ifndef SQUADSTACK_GUC_H
 #define SQUADSTACK_GUC_H
 
+#include "http.h"
 #include "squadstack.h"
+#include "token_file.h"
 
 /* the settings (guc.c) */
 extern char *squadstack_api_url;
@@ -27,16 +29,24 @@ extern int	squadstack_max_lead_bytes;
 extern int	squadstack_max_request_bytes;
 extern int	squadstack_lock_timeout_ms;
 extern char *squadstack_duplicate_create_pattern;
+extern char *squadstack_http_proxy;
+extern char *squadstack_no_proxy;
+extern char *squadstack_ca_file;
+extern int	squadstack_tls_min_version;
 
 extern void squadstack_config_from_gucs(SquadstackConfig *cfg);
+/* the HTTP client's options for one call under cfg; points into cfg */
+extern void squadstack_http_options(const SquadstackConfig *cfg,
+									SquadstackHttpOptions *opts);
 
 extern int	squadstack_retention_s;
 extern char *squadstack_database_name;
+extern char *squadstack_token_file;
 
 extern void squadstack_define_gucs(void);
 extern void squadstack_config_to_session(const SquadstackConfig *cfg);
 
-/* why a token is not fit for an HTTP header, or NULL */
-extern const char *squadstack_token_problem(const char *token);
+/* the token squadstack.token_file names for campaign ("*": default), or NULL */
+extern const char *squadstack_file_token(const char *campaign);
 
 #endif							/* SQUADSTACK_GUC_H */

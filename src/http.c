@@ -157,7 +157,8 @@ parse_retry_after(char *value)
 
 void
 squadstack_http_call(const char *method, const char *url, const char *token,
-			  const char *body, int timeout_ms, SquadstackHttpResult *res)
+			  const char *body, const SquadstackHttpOptions *opts,
+			  SquadstackHttpResult *res)
 {
 	CURL	   *h = get_handle();
 	struct curl_slist *volatile headers = NULL;
@@ -196,13 +197,35 @@ squadstack_http_call(const char *method, const char *url, const char *token,
 		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-		/* the token goes to api_url and nowhere else, not to a proxy */
-		curl_easy_setopt(h, CURLOPT_PROXY, "");
+
+		/*
+		 * Only a configured proxy is used: an empty CURLOPT_PROXY and an
+		 * explicit CURLOPT_NOPROXY keep libcurl from reading http_proxy,
+		 * https_proxy or no_proxy from the environment.  Through a proxy
+		 * the call is always tunnelled (CONNECT), so that a proxy sees
+		 * neither the token nor the body of a plain-http call either.
+		 */
+		if (opts->proxy != NULL && opts->proxy[0] != '\0')
+		{
+			curl_easy_setopt(h, CURLOPT_PROXY, opts->proxy);
+			curl_easy_setopt(h, CURLOPT_NOPROXY, opts->no_proxy ? opts->no_proxy : "");
+			curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+			curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
+			curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYHOST, 2L);
+			if (opts->ca_file != NULL && opts->ca_file[0] != '\0')
+				curl_easy_setopt(h, CURLOPT_PROXY_CAINFO, opts->ca_file);
+		}
+		else
+			curl_easy_setopt(h, CURLOPT_PROXY, "");
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
+		if (opts->ca_file != NULL && opts->ca_file[0] != '\0')
+			curl_easy_setopt(h, CURLOPT_CAINFO, opts->ca_file);
+		curl_easy_setopt(h, CURLOPT_SSLVERSION,
+						 opts->tls_1_3_only ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) opts->timeout_ms);
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-						 (long) Min(timeout_ms, CONNECT_TIMEOUT_MS));
+						 (long) Min(opts->timeout_ms, CONNECT_TIMEOUT_MS));
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
 		curl_easy_setopt(h, CURLOPT_USERAGENT, "squadstack-postgresql/" SQUADSTACK_VERSION);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);

@@ -12,6 +12,20 @@
 
 #include "postgres.h"
 
+/*
+ * How a call reaches the server.  NULL or empty strings mean: no proxy (the
+ * process environment is never consulted), no exceptions, the system's CA
+ * store.
+ */
+typedef struct SquadstackHttpOptions
+{
+	int			timeout_ms;
+	const char *proxy;
+	const char *no_proxy;
+	const char *ca_file;
+	bool		tls_1_3_only;	/* else TLS 1.2 or newer */
+} SquadstackHttpOptions;
+
 struct SquadstackHttpResult;
 typedef struct SquadstackHttpResult
 {
@@ -31,7 +45,8 @@ typedef struct SquadstackHttpResult
  */
 extern void squadstack_http_call(const char *method, const char *url,
 						  const char *token, const char *body,
-						  int timeout_ms, SquadstackHttpResult *res);
+						  const SquadstackHttpOptions *opts,
+						  SquadstackHttpResult *res);
 
 /* Whether buf holds exactly one JSON value (json-c's parser decides). */
 extern bool squadstack_json_is_valid(const char *buf, size_t len);

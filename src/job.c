@@ -87,6 +87,7 @@ squadstack_run_job(const SquadstackJob *job)
 	shared->user = GetUserId();
 	shared->job = *job;
 	squadstack_config_from_gucs(&shared->cfg);
+	shared->cfg.only_role = job->only_role;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -22,6 +22,7 @@ typedef struct SquadstackJob
 {
 	SquadstackJobKind	kind;
 	int			max_calls;		/* flush: 0 for no limit */
+	Oid			only_role;		/* flush: only this role's campaigns (0: all) */
 	SquadstackResponsesRequest responses;	/* sync_responses */
 } SquadstackJob;
 

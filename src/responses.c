@@ -31,6 +31,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "guc.h"
 #include "limiter.h"
 #include "responses.h"
 #include "spi_util.h"
@@ -214,6 +215,7 @@ squadstack_sync_responses_run(const SquadstackConfig *cfg, const SquadstackRespo
 		int64		call_id;
 		char	   *url;
 		SquadstackHttpResult res;
+		SquadstackHttpOptions opts;
 		const char *failure = NULL;
 		bool		more = false;
 
@@ -229,7 +231,8 @@ squadstack_sync_responses_run(const SquadstackConfig *cfg, const SquadstackRespo
 		else
 			url = psprintf("%.*s/leads/responses/%s/?page=%d&page_size=%d",
 						   (int) len, cfg->api_url, job->campaign, page, PAGE_SIZE);
-		squadstack_http_call("GET", url, token, NULL, cfg->request_timeout_ms, &res);
+		squadstack_http_options(cfg, &opts);
+		squadstack_http_call("GET", url, token, NULL, &opts, &res);
 		MemoryContextSwitchTo(TopMemoryContext);
 
 		squadstack_begin_step("squadstack: storing responses");

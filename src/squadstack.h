@@ -32,6 +32,13 @@ typedef enum SquadstackPhoneFormat
 	SQUADSTACK_PHONE_AS_GIVEN
 } SquadstackPhoneFormat;
 
+/* the oldest TLS version the HTTP client accepts (squadstack.tls_min_version) */
+typedef enum SquadstackTlsVersion
+{
+	SQUADSTACK_TLS_1_2,
+	SQUADSTACK_TLS_1_3
+} SquadstackTlsVersion;
+
 /*
  * The settings a delivery or a job works with.  Copied from the GUCs of the
  * process that asks for it, so squadstack_flush() and
@@ -57,6 +64,13 @@ typedef struct SquadstackConfig
 	char		webhook_timezone[SQUADSTACK_TZ_MAX];
 	int			phone_format;	/* a SquadstackPhoneFormat */
 	int			max_lead_bytes;
+	/* the way out: empty http_proxy means a direct connection */
+	char		http_proxy[SQUADSTACK_URL_MAX];
+	char		no_proxy[SQUADSTACK_URL_MAX];
+	char		ca_file[MAXPGPATH];
+	int			tls_min_version;	/* a SquadstackTlsVersion */
+	/* a flush for a role without every campaign: only its campaigns */
+	Oid			only_role;		/* InvalidOid: every campaign */
 } SquadstackConfig;
 
 /* one validated lead operation: its id and what is sent for it */

@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "grants.h"
 #include "guc.h"
 #include "spi_util.h"
 #include "token.h"
@@ -33,27 +34,46 @@ PG_FUNCTION_INFO_V1(squadstack_token_status);
 
 
 /*
- * The token a campaign's calls use: its own from squadstack.tokens, else
- * the default from the configuration; NULL if there is none.  Must be
- * called inside SPI.
+ * The token a campaign's calls use, the most specific first: the
+ * campaign's own (squadstack.tokens, then squadstack.token_file), then the
+ * default for all campaigns (the row "*" of squadstack.tokens, then the
+ * file's default), then the deprecated squadstack.token; NULL if there is
+ * none.  Must be called inside SPI.
  */
 char *
 squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
+	char	   *own = NULL;
+	char	   *all = NULL;
+	const char *from_file;
+	uint64		i;
 
 	args[0] = CStringGetTextDatum(campaign);
-	squadstack_exec("SELECT token FROM squadstack.tokens WHERE campaign_id = $1",
-			 1, argtypes, args, NULL, SPI_OK_SELECT);
-	if (SPI_processed > 0)
+	squadstack_exec("SELECT campaign_id, token FROM squadstack.tokens"
+					" WHERE campaign_id = $1 OR campaign_id = '" SQUADSTACK_ALL_CAMPAIGNS "'",
+					1, argtypes, args, NULL, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
 	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		char	   *c = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *t = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 
-		if (!isnull)
-			return TextDatumGetCString(d);
+		if (strcmp(c, SQUADSTACK_ALL_CAMPAIGNS) == 0)
+			all = t;
+		else
+			own = t;
 	}
+	if (own != NULL)
+		return own;
+	from_file = squadstack_file_token(campaign);
+	if (from_file != NULL)
+		return pstrdup(from_file);
+	if (all != NULL)
+		return all;
+	from_file = squadstack_file_token(SQUADSTACK_ALL_CAMPAIGNS);
+	if (from_file != NULL)
+		return pstrdup(from_file);
 	if (cfg->token[0] != '\0')
 		return pstrdup(cfg->token);
 	return NULL;
@@ -104,6 +124,7 @@ squadstack_token_status(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
+	squadstack_require_campaign(campaign, squadstack_calling_role());
 	squadstack_config_from_gucs(&cfg);
 	SPI_connect();
 	token = squadstack_campaign_token(campaign, &cfg);

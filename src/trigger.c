@@ -62,6 +62,7 @@
 #include "utils/syscache.h"
 
 #include "enqueue.h"
+#include "grants.h"
 #include "intake.h"
 #include "spi_util.h"
 #include "trigger_args.h"
@@ -290,6 +291,16 @@ queue_ops(SyncTrigger *st, const char *op, List *ops)
 {
 	Oid			intake = squadstack_intake_relid();
 	ListCell   *lc;
+	Oid			writer = GetUserId();
+	SquadstackRunAs grants_as;
+
+	/* the writer needs a grant of the campaign; the grants are the owner's */
+	if (!squadstack_campaign_known(st->campaign, writer))
+	{
+		squadstack_run_as(st->owner, "pg_catalog, pg_temp", &grants_as);
+		squadstack_require_campaign(st->campaign, writer);
+		squadstack_end_run_as(&grants_as);
+	}
 
 	if (OidIsValid(intake))
 	{

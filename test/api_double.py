@@ -30,6 +30,10 @@ webhook_retry_base, webhook_retry_max, webhook_timeout, webhook_queue_limit,
 auto_process: null, seconds or {"delay", "outcome", "lead_responses"}).  A reset
 forgets queued webhooks; at exit the sender stops without waiting for a receiver.
 
+With --tls-cert and --tls-key a second listener answers the API over TLS (its
+port in --tls-port-file; --tls-max-version caps what it offers); control calls
+stay on the plain port.
+
 See --help for every option; the control API is described in handle_control().
 """
 
@@ -44,6 +48,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -1865,6 +1870,12 @@ def parse_args(argv):
     hooks.add_argument("--auto-outcome", default=DEFAULT_OUTCOME, metavar="TEXT",
                        help="lead_outcome of leads processed by --auto-process (default %r)"
                        % DEFAULT_OUTCOME)
+    tls = parser.add_argument_group("a second listener that speaks TLS (the API only; control calls stay on --port)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM) of the TLS listener")
+    tls.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    tls.add_argument("--tls-port-file", metavar="FILE", help="write the TLS listener's port here")
+    tls.add_argument("--tls-max-version", choices=["TLSv1.2", "TLSv1.3"],
+                     help="newest TLS version the listener offers (default: the newest there is)")
     parser.add_argument("--max-lifetime", type=positive(float), default=3600.0,
                         help="exit after this many seconds (default 3600)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
@@ -1903,6 +1914,23 @@ def main(argv=None):
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
+    tls_server = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            print("api_double: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_max_version:
+            context.maximum_version = getattr(ssl.TLSVersion, args.tls_max_version.replace(".", "_"))
+        tls_server = DoubleServer(0, state)
+        # a failed handshake raises an OSError in accept(), which the server ignores
+        tls_server.socket = context.wrap_socket(tls_server.socket, server_side=True)
+        threading.Thread(target=tls_server.serve_forever, kwargs={"poll_interval": 0.1},
+                         daemon=True).start()
+        if args.tls_port_file:
+            write_port_file(args.tls_port_file, tls_server.server_address[1])
+
     server = DoubleServer(args.port, state)  # bound and listening from here on
     # serve_forever runs in a thread so the main thread can watch signals and timers
     # and call shutdown(), which would deadlock if called from serve_forever's thread.
@@ -1919,6 +1947,9 @@ def main(argv=None):
     state.sender.stop()  # cuts off an attempt in flight; waits at most a second
     server.shutdown()
     server.server_close()
+    if tls_server is not None:
+        tls_server.shutdown()
+        tls_server.server_close()
     state.close()
     return 0
 

@@ -13,7 +13,7 @@ use_pg_version
 packages=(build-essential pkg-config ca-certificates python3 perl
           libipc-run-perl "postgresql-$PG_VERSION" "postgresql-server-dev-$PG_VERSION"
           libcurl4-openssl-dev libjson-c-dev "postgresql-$PG_VERSION-cron"
-          libmicrohttpd-dev libpq-dev curl)
+          libmicrohttpd-dev libpq-dev curl openssl)
 
 missing=()
 for p in "${packages[@]}"; do

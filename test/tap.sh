@@ -39,7 +39,7 @@ cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
 
 cp -r test/t "$work/t"
-cp test/api_double.py test/double_ctl.py "$work/"
+cp test/api_double.py test/double_ctl.py test/connect_proxy.py "$work/"
 chown -R postgres:postgres "$work"
 chmod 700 "$work"
 

@@ -47,6 +47,14 @@ CREATE TRIGGER to_squadstack AFTER INSERT OR UPDATE ON crm FOR EACH ROW
 EXECUTE FUNCTION squadstack_sync_trigger(
   'camp_u', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name');
 INSERT INTO crm VALUES ('U1', '9876500001', 'Before one');
+-- an application role and a CRM writer as they were set up before
+-- campaign grants existed
+CREATE ROLE app_old;
+GRANT USAGE ON SCHEMA squadstack TO app_old;
+GRANT EXECUTE ON FUNCTION squadstack_create_leads(text, jsonb, boolean) TO app_old;
+CREATE ROLE crm_writer_old;
+GRANT INSERT, UPDATE ON crm TO crm_writer_old;
+CREATE ROLE unrelated_old;
 });
 is($node->safe_psql('postgres',
 		q{SELECT string_agg(lead_id || ':' || op, ',' ORDER BY id) FROM squadstack.outbox}),
@@ -64,6 +72,35 @@ is($node->safe_psql('postgres',
 is($node->safe_psql('postgres',
 		q{SELECT string_agg(lead_id || ':' || op || ':' || state, ',' ORDER BY id) FROM squadstack.outbox}),
 	'U1:create:queued,U2:create:queued', 'the update keeps what was queued');
+
+# roles that could queue before keep working, for 30 days, with a warning
+is($node->safe_psql('postgres', q{
+SELECT string_agg(role_id::text || ':' || campaign_id || ':' ||
+  (expires_at BETWEEN now() + interval '29 days' AND now() + interval '31 days'), ',' ORDER BY role_id::text)
+FROM squadstack.campaign_grants}),
+	'app_old:*:true,crm_writer_old:*:true',
+	'the update gives the roles that used the extension a transitional grant of every campaign');
+my ($ret, $out, $err) = $node->psql('postgres', q{
+SET ROLE app_old;
+SELECT squadstack_create_leads('camp_new', '[{"lead_id": "N1", "phone_number": "9876500009", "contact_name": "New"}]')});
+is($out, '1', 'an application role of 0.2.0 still queues');
+like($err, qr/WARNING:  role "app_old" uses campaign "camp_new" through the transitional grant/,
+	'with a warning');
+($ret, $out, $err) = $node->psql('postgres', q{
+GRANT USAGE ON SCHEMA squadstack TO unrelated_old;
+GRANT EXECUTE ON FUNCTION squadstack_create_leads(text, jsonb, boolean) TO unrelated_old;
+SET ROLE unrelated_old;
+SELECT squadstack_create_leads('camp_new', '[{"lead_id": "N2", "phone_number": "9876500008", "contact_name": "New"}]')});
+like($err, qr/permission denied for campaign "camp_new"/, 'a role given EXECUTE after the update needs a grant');
+$node->safe_psql('postgres', q{
+DELETE FROM squadstack.outbox WHERE campaign_id = 'camp_new';
+DELETE FROM squadstack.leads WHERE campaign_id = 'camp_new';
+DELETE FROM squadstack.campaign_grants;
+REVOKE ALL ON FUNCTION squadstack_create_leads(text, jsonb, boolean) FROM app_old, unrelated_old;
+REVOKE ALL ON SCHEMA squadstack FROM app_old, unrelated_old;
+REVOKE ALL ON crm FROM crm_writer_old;
+DROP ROLE app_old, crm_writer_old, unrelated_old;
+});
 
 # after the update the trigger appends to the intake
 $node->safe_psql(

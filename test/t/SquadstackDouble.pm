@@ -53,7 +53,8 @@ sub script_dir
 SquadstackDouble->new(%params) starts a double.  Parameters: tokens (array
 ref of accepted tokens, default ['test-token']), rate_limit (default 1000),
 rate_window (seconds, default 1), port (default: a free one), args (array ref
-of more api_double.py options, e.g. ['--webhook-url' => $url]).
+of more api_double.py options, e.g. ['--webhook-url' => $url]; with
+'--tls-cert' and '--tls-key' the TLS listener's port is tls_port).
 
 =cut
 
@@ -93,6 +94,8 @@ sub start
 		'--parent-pid' => $$,
 		'--max-lifetime' => 900,
 		@{ $self->{args} });
+	my $tls = grep { $_ eq '--tls-cert' } @{ $self->{args} };
+	push @cmd, '--tls-port-file' => "$self->{dir}/tls_port" if $tls;
 	my $pid = fork();
 	croak "fork failed: $!" unless defined $pid;
 	if ($pid == 0)
@@ -118,6 +121,12 @@ sub start
 	my $port = slurp_file($portfile);
 	chomp $port;
 	$self->{port} = $port;
+	if ($tls)
+	{
+		# written before the plain port
+		$self->{tls_port} = slurp_file("$self->{dir}/tls_port");
+		chomp $self->{tls_port};
+	}
 	$self->ctl('wait-ready', '--timeout', 10);
 	note "API double (pid $pid) listening on 127.0.0.1:$port";
 	return;
@@ -156,6 +165,9 @@ sub restart
 
 sub port { return $_[0]->{port}; }
 sub url { return "http://127.0.0.1:$_[0]->{port}/api/v4"; }
+# the TLS listener (args --tls-cert and --tls-key)
+sub tls_port { return $_[0]->{tls_port}; }
+sub tls_url { return "https://127.0.0.1:$_[0]->{tls_port}/api/v4"; }
 sub log_file { return $_[0]->{log}; }
 
 # Run double_ctl.py with the given arguments; returns its output, dies on

@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * token_file.h
+ *		Access tokens read from squadstack.token_file (token_file.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SQUADSTACK_TOKEN_FILE_H
+#define SQUADSTACK_TOKEN_FILE_H
+
+#include "squadstack.h"
+
+/* the campaign that stands for every campaign: the default token */
+#define SQUADSTACK_ALL_CAMPAIGNS "*"
+
+/* why a token is not fit for an HTTP header, or NULL */
+extern const char *squadstack_token_problem(const char *token);
+
+typedef struct SquadstackTokenFile SquadstackTokenFile;
+
+/*
+ * Read and check path into a malloc'd SquadstackTokenFile; on failure NULL,
+ * with why in problem (which never quotes a token).  An empty path gives an
+ * empty set.
+ */
+extern SquadstackTokenFile *squadstack_token_file_read(const char *path,
+														 char *problem, size_t problem_len);
+/* the token the file names for campaign ("*": the default), or NULL */
+extern const char *squadstack_token_file_lookup(const SquadstackTokenFile *tf,
+												const char *campaign);
+
+#endif							/* SQUADSTACK_TOKEN_FILE_H */
