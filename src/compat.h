@@ -29,4 +29,14 @@
 	DecodeDateTime((field), (ftype), (nf), (dtype), (tm), (fsec), (tzp))
 #endif
 
+/*
+ * PostgreSQL 17 moved the backend's local transaction id into
+ * PGPROC.vxid (a VirtualTransactionId).
+ */
+#if PG_VERSION_NUM >= 170000
+#define squadstack_my_lxid() (MyProc->vxid.lxid)
+#else
+#define squadstack_my_lxid() (MyProc->lxid)
+#endif
+
 #endif							/* SQUADSTACK_COMPAT_H */

@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "grants.h"
 #include "spi_util.h"
 
@@ -51,7 +52,7 @@ squadstack_restricted_role(Oid role)
 bool
 squadstack_campaign_known(const char *campaign, Oid role)
 {
-	if (last_allowed.lxid == MyProc->lxid && last_allowed.role == role &&
+	if (last_allowed.lxid == squadstack_my_lxid() && last_allowed.role == role &&
 		strcmp(last_allowed.campaign, campaign) == 0)
 		return true;
 	return superuser_arg(role);
@@ -108,7 +109,7 @@ squadstack_require_campaign(const char *campaign, Oid role)
 				 errhint("Grant the campaigns the role needs with squadstack_grant_campaign(), then remove the transitional grant with squadstack_revoke_campaign('*', role).")));
 	else
 	{
-		last_allowed.lxid = MyProc->lxid;
+		last_allowed.lxid = squadstack_my_lxid();
 		last_allowed.role = role;
 		strlcpy(last_allowed.campaign, campaign, sizeof(last_allowed.campaign));
 	}
