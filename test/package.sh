@@ -70,9 +70,15 @@ for v in $versions; do
   cache=${root:-}
   cp -l "$cache"/var/cache/apt/archives/*.deb "$fresh/var/cache/apt/archives/" 2>/dev/null ||
     cp "$cache"/var/cache/apt/archives/*.deb "$fresh/var/cache/apt/archives/" 2>/dev/null || true
-  if [ -n "$cache" ]; then
-    cp "$cache"/var/lib/apt/lists/*_{Release,InRelease,Packages} "$fresh/var/lib/apt/lists/" 2>/dev/null || true
-  fi
+  # The build machine's apt sources and lists too: for this machine's own
+  # release they include its updates and security suites, where a newer
+  # PostgreSQL than the release's first one (the package depends on the
+  # version it was built against) comes from.
+  cp "$cache"/etc/apt/sources.list "$fresh/etc/apt/" 2>/dev/null || true
+  mkdir -p "$fresh/etc/apt/sources.list.d"
+  cp "$cache"/etc/apt/sources.list.d/* "$fresh/etc/apt/sources.list.d/" 2>/dev/null || true
+  cp "$cache"/var/lib/apt/lists/*_{Release,InRelease,Packages,Packages.lz4,Packages.gz,Packages.xz} \
+    "$fresh/var/lib/apt/lists/" 2>/dev/null || true
   copy_tree "$fresh/squadstack"
   mkdir "$fresh/squadstack-debs"
   cp "$debs/$v"/*.deb "$fresh/squadstack-debs/"

@@ -12,8 +12,11 @@ export DEBIAN_FRONTEND=noninteractive
 echo "== apt-get install ./postgresql-$v-squadstack_*.deb"
 ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
 # the demo also uses pg_cron (the package suggests it) and curl
-apt-get install -y -qq /squadstack-debs/postgresql-"$v"-squadstack_*.deb python3 \
-  "postgresql-$v-cron" curl >/dev/null
+if ! apt-get install -y -q /squadstack-debs/postgresql-"$v"-squadstack_*.deb python3 \
+  "postgresql-$v-cron" curl >/tmp/apt.log 2>&1; then
+  cat /tmp/apt.log
+  exit 1
+fi
 dpkg-query -W "postgresql-$v-squadstack"
 for tool in cc gcc clang make; do
   if command -v "$tool" >/dev/null; then
