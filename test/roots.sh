@@ -27,6 +27,8 @@
 # The mirror is the one this machine's apt uses.
 
 SQUADSTACK_CACHE=${SQUADSTACK_CACHE:-/var/cache/squadstack}
+# changed whenever what a root is made of changes: older caches are made again
+ROOTS_FORMAT=2
 
 . "$(dirname "${BASH_SOURCE[0]}")/pgversion.sh"
 
@@ -37,14 +39,44 @@ debian_mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
+# The security mirror beside it (the URIs of a -security suite).
+security_mirror() {
+  local m
+  m=$(awk '/^URIs:/ { uri = $2 } /^Suites:.*-security/ { print uri; exit }' \
+    /etc/apt/sources.list.d/debian.sources 2>/dev/null)
+  echo "${m:-$(dirname "$(debian_mirror)")/debian-security}"
+}
+
+# apt's sources for a root of SUITE: this machine's own for its own suite;
+# a release's updates and security suites too, as a server of it has them
+# (packages built there may depend on their versions); unstable alone.
+root_sources() {
+  local suite=$1 mirror
+  if [ "$suite" = "$(this_suite)" ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    cat /etc/apt/sources.list.d/debian.sources
+    return
+  fi
+  mirror=$(debian_mirror)
+  if [ "$suite" = sid ]; then
+    printf 'Types: deb\nURIs: %s\nSuites: sid\nComponents: main\nSigned-By: %s\n' \
+      "$mirror" /usr/share/keyrings/debian-archive-keyring.gpg
+  else
+    printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: %s\n\n' \
+      "$mirror" "$suite" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg
+    printf 'Types: deb\nURIs: %s\nSuites: %s-security\nComponents: main\nSigned-By: %s\n' \
+      "$(security_mirror)" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg
+  fi
+}
+
 # The cached minbase tarball of SUITE (made when missing); prints its path.
 minbase_tarball() {
   local suite=$1 dir="$SQUADSTACK_CACHE/minbase"
-  local tarball="$dir/$suite.tar"
+  local tarball="$dir/$suite.v$ROOTS_FORMAT.tar"
   mkdir -p "$dir"
   (
     flock 9
     [ -s "$tarball" ] && exit 0
+    rm -f "$dir/$suite".tar "$dir/$suite".v*.tar
     if ! command -v debootstrap >/dev/null; then
       echo "== installing debootstrap" >&2
       apt-get -o Acquire::Check-Valid-Until=false update -qq
@@ -65,13 +97,7 @@ minbase_tarball() {
       exit 1
     fi
     rm -f "$tmp/root/etc/apt/sources.list"
-    cat >"$tmp/root/etc/apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: $mirror
-Suites: $suite
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+    root_sources "$suite" >"$tmp/root/etc/apt/sources.list.d/debian.sources"
     # a mirror's copy of sid can be older than its Release file's
     # Valid-Until; no recommends, as in test/setup.sh
     cat >"$tmp/root/etc/apt/apt.conf.d/90squadstack" <<'EOF'
@@ -121,11 +147,11 @@ test_root() {
   mkdir -p "$SQUADSTACK_CACHE/roots"
   (
     flock 9
-    [ -f "$root/.squadstack-root" ] && exit 0
+    [ "$(cat "$root/.squadstack-root" 2>/dev/null)" = "$ROOTS_FORMAT" ] && exit 0
     remove_root "$root" || exit 1
     echo "== making the $suite test root" >&2
     unpack_root "$suite" "$root" || exit 1
-    touch "$root/.squadstack-root"
+    echo "$ROOTS_FORMAT" >"$root/.squadstack-root"
   ) 9>"$SQUADSTACK_CACHE/roots/$suite.lock" || return 1
   echo "$root"
 }
