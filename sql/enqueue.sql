@@ -74,5 +74,30 @@ SELECT squadstack_retry() AS retried;
 SELECT squadstack_retry() AS retried;
 SELECT lead_id, state, attempts FROM squadstack.outbox WHERE lead_id IN ('P1', 'P2', 'B1') AND op = 'create' ORDER BY id;
 
+-- a phone number given as a JSON number in exponent form is a whole number
+SELECT squadstack_create_leads('camp_4', '[{"lead_id":"E1","phone_number":9.87654321e9,"contact_name":"Exponent"}]') AS queued;
+SELECT payload->>'phone_number' AS phone FROM squadstack.outbox WHERE lead_id = 'E1';
+
+-- skip_existing looks each lead up in the intake through its index: what it
+-- reads follows the call's leads, not the size of the intake
+INSERT INTO squadstack.intake (id, campaign_id, lead_id, op, payload, created_at)
+SELECT nextval('squadstack.outbox_id_seq'), 'camp_5', 'I' || i, 'create', '{}', now()
+FROM generate_series(1, 20000) i;
+ANALYZE squadstack.intake;
+SET stats_fetch_consistency = none;
+SELECT pg_stat_force_next_flush();
+SELECT t.seq_tup_read AS seq0, i.idx_tup_read AS idx0
+FROM pg_stat_user_tables t, pg_stat_user_indexes i
+WHERE t.relid = 'squadstack.intake'::regclass AND i.indexrelid = 'squadstack.intake_lead_idx'::regclass \gset
+SELECT squadstack_create_leads('camp_5', '[{"lead_id":"I7","phone_number":"9876543210","contact_name":"In the intake"},
+                                          {"lead_id":"N1","phone_number":"9876543211","contact_name":"New"}]') AS queued;
+SELECT pg_stat_force_next_flush();
+SELECT t.seq_tup_read - :seq0 AS intake_rows_scanned, i.idx_tup_read - :idx0 < 10 AS few_index_entries_read
+FROM pg_stat_user_tables t, pg_stat_user_indexes i
+WHERE t.relid = 'squadstack.intake'::regclass AND i.indexrelid = 'squadstack.intake_lead_idx'::regclass;
+RESET stats_fetch_consistency;
+SELECT lead_id FROM squadstack.outbox WHERE campaign_id = 'camp_5';
+TRUNCATE squadstack.intake;
+
 TRUNCATE squadstack.outbox;
 RESET squadstack.token;

@@ -29,8 +29,9 @@ REVOKE ALL ON FUNCTION squadstack.library_version() FROM PUBLIC;
 
 DO $$
 BEGIN
-	IF squadstack.library_version() <> '0.2.0' THEN
-		RAISE EXCEPTION 'the squadstack library loaded is version %, not 0.2.0',
+	-- 0.2.0 or a later library, which runs the later update scripts next
+	IF pg_catalog.string_to_array(squadstack.library_version(), '.')::int[] < '{0,2,0}' THEN
+		RAISE EXCEPTION 'the squadstack library loaded is version %, older than 0.2.0',
 			squadstack.library_version()
 			USING HINT = 'Restart the server after installing squadstack 0.2.0, then update.';
 	END IF;

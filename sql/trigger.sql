@@ -188,6 +188,20 @@ SELECT count(*) AS skipped FROM squadstack.sync_skipped;
 UPDATE crm.prospects SET ref = 'S5' WHERE ref = 'S3';
 TRUNCATE squadstack.intake, squadstack.sync_skipped;
 
+-- a lead larger than squadstack.max_lead_bytes as JSON is an invalid row:
+-- an error, or skipped and recorded with on_invalid=skip
+SET squadstack.max_lead_bytes = 1024;
+SELECT pg_temp.error_of($$INSERT INTO crm.customers (id, mobile, full_name)
+                          VALUES ('C7', '9876577777', repeat('k', 1000))$$);
+SELECT pg_temp.error_of($$UPDATE crm.customers SET full_name = repeat('k', 1000) WHERE id = 'M1'$$);
+\set VERBOSITY terse
+INSERT INTO crm.prospects VALUES ('S6', '9876566666', 'Large', repeat('s', 1000));
+\set VERBOSITY default
+RESET squadstack.max_lead_bytes;
+SELECT lead_id, operation, sqlstate, error FROM squadstack.sync_skipped;
+SELECT count(*) AS queued FROM squadstack.intake;
+TRUNCATE squadstack.intake, squadstack.sync_skipped;
+
 -- an integer lead_id column: the lead_id stays a JSON number
 CREATE TABLE crm.accounts (
   acct_no   bigint PRIMARY KEY,
@@ -300,6 +314,8 @@ SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile'$$);
 SELECT pg_temp.try_trigger($$'camp_b', 'phone_number=mobile', 'contact_name=full_name'$$);
 SELECT pg_temp.try_trigger($$'camp_b', 'contact_name=full_name'$$, 'AFTER UPDATE');
 SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'lead_id=mobile'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'Phone_Number=mobile', 'contact_name=full_name'$$);
+SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'contact_name =full_name'$$);
 SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'on_update=ignore'$$);
 SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'on_delete=purge'$$);
 SELECT pg_temp.try_trigger($$'camp_b', 'lead_id=id', 'phone_number=mobile', 'contact_name=full_name', 'on_invalid=ignore'$$);

@@ -13,7 +13,7 @@
 #include "backoff.h"
 
 int64_t
-sqs_backoff_ms(int attempt, int base_ms, int max_ms, double rnd)
+squadstack_backoff_ms(int attempt, int base_ms, int max_ms, double rnd)
 {
 	int64_t		cap = base_ms;
 	int			i;
@@ -33,7 +33,7 @@ sqs_backoff_ms(int attempt, int base_ms, int max_ms, double rnd)
 }
 
 int64_t
-sqs_window_with_margin_ms(int window_ms)
+squadstack_window_with_margin_ms(int window_ms)
 {
 	/*
 	 * 1/64 of the window, at least 50 ms and at most 2 s: enough to absorb
@@ -50,7 +50,7 @@ sqs_window_with_margin_ms(int window_ms)
 }
 
 int64_t
-sqs_retry_after_seconds_ms(const char *value)
+squadstack_retry_after_seconds_ms(const char *value)
 {
 	const char *p = value;
 	int64_t		secs = 0;

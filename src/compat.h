@@ -10,8 +10,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_COMPAT_H
-#define SQS_COMPAT_H
+#ifndef SQUADSTACK_COMPAT_H
+#define SQUADSTACK_COMPAT_H
 
 #include "utils/datetime.h"
 
@@ -21,12 +21,12 @@
  * error.  Callers here only need to know that a value did not parse.
  */
 #if PG_VERSION_NUM >= 160000
-#define sqs_DecodeDateTime(field, ftype, nf, dtype, tm, fsec, tzp) \
+#define squadstack_DecodeDateTime(field, ftype, nf, dtype, tm, fsec, tzp) \
 	DecodeDateTime((field), (ftype), (nf), (dtype), (tm), (fsec), (tzp), \
 				   &(DateTimeErrorExtra) {0})
 #else
-#define sqs_DecodeDateTime(field, ftype, nf, dtype, tm, fsec, tzp) \
+#define squadstack_DecodeDateTime(field, ftype, nf, dtype, tm, fsec, tzp) \
 	DecodeDateTime((field), (ftype), (nf), (dtype), (tm), (fsec), (tzp))
 #endif
 
-#endif							/* SQS_COMPAT_H */
+#endif							/* SQUADSTACK_COMPAT_H */

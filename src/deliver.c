@@ -5,19 +5,16 @@
  *
  * Each call goes through three steps:
  *
- *	1. claim (one short transaction): give back leases of senders that died,
- *	   pick a campaign with due work whose token is neither paused nor out of
- *	   rate budget, admit one call for that token (an api_calls row, which is
- *	   what the limiter counts), and lease the operations of the call;
- *	2. the HTTP call, with no transaction, snapshot or lock held;
- *	3. record (one short transaction): complete the api_calls row and move
- *	   the operations on according to the answer.
+ *	1. claim (one short transaction, claim.c): lease a call's worth of due
+ *	   operations of one campaign whose token may make a call now;
+ *	2. the HTTP call (http.c), with no transaction, snapshot or lock held;
+ *	3. record (one short transaction, record.c): complete the api_calls row
+ *	   and move the operations on according to the answer.
  *
- * The limiter is a sliding-window log kept in squadstack.api_calls: a call
- * is admitted when fewer than rate_limit calls with the same token started
- * within the window (plus a small margin).  Admission is serialised per
- * token by a row lock on squadstack.token_state, so every session and
- * process that sends shares one limit, and the log survives restarts.
+ * An ERROR in any step is caught: it is recorded on the call's operations
+ * and in api_calls, the campaign is backed off (squadstack.campaign_state),
+ * and delivery goes on with the next campaign.  The processes that deliver
+ * run with squadstack.lock_timeout, so no lock is waited for long.
  *
  * Must run in a process outside any transaction (a background worker).
  *
@@ -27,77 +24,44 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
-#include "common/pg_prng.h"
-#include "mb/pg_wchar.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "backoff.h"
-#include "http.h"
-#include "squadstack.h"
+#include "deliver.h"
+#include "limiter.h"
+#include "outbox.h"
+#include "registry.h"
+#include "spi_util.h"
 
-/* how a call's answer moves its operations on */
-typedef enum Outcome
+const char *
+squadstack_wait_text(SquadstackWait wait)
 {
-	OUTCOME_SENT,				/* 2xx */
-	OUTCOME_FAILED,				/* permanent: 400 on one lead, 404, 405 */
-	OUTCOME_SPLIT,				/* 400 on several leads: retry in halves */
-	OUTCOME_AUTH_PAUSE,			/* 401/403: pause the token until it changes */
-	OUTCOME_PAUSE,				/* 429/503: pause the token for a while */
-	OUTCOME_RETRY				/* 5xx, network trouble, non-JSON 2xx */
-} Outcome;
-
-/* one claimed call */
-typedef struct Batch
-{
-	int64		call_id;
-	char	   *campaign;
-	char	   *op;
-	char	   *method;
-	char	   *url;
-	char	   *token;
-	char	   *token_id;
-	char	   *body;
-	int			n;
-	Datum	   *ids;			/* int8 datums */
-	int		   *attempts;
-} Batch;
-
-#define LEASE_SLACK_MS 60000
-
-const char *const SQS_WAIT_RATE_SLOT = "a rate slot";
-
-static void pause_token(const SqsConfig *cfg, const char *token_id,
-						const SqsHttpResult *res, Outcome outcome);
-#define MAX_ERROR_TEXT 8192
-
-static const char *
-op_method(const char *op)
-{
-	return strcmp(op, "update") == 0 ? "PATCH" : "POST";
-}
-
-static bool
-op_is_batched(const char *op)
-{
-	return strcmp(op, "create") == 0 || strcmp(op, "disable") == 0;
-}
-
-static char *
-op_url(const SqsConfig *cfg, const char *op, const char *campaign)
-{
-	size_t		len = strlen(cfg->api_url);
-
-	while (len > 0 && cfg->api_url[len - 1] == '/')
-		len--;
-	return psprintf("%.*s/leads/%s/%s/", (int) len, cfg->api_url, op, campaign);
+	switch (wait)
+	{
+		case SQUADSTACK_WAIT_WORK:
+			return "work";
+		case SQUADSTACK_WAIT_RETRY:
+			return "a retry";
+		case SQUADSTACK_WAIT_RATE_SLOT:
+			return "a rate slot";
+		case SQUADSTACK_WAIT_PAUSED_TOKEN:
+			return "a paused token";
+		case SQUADSTACK_WAIT_TOKEN_CHANGE:
+			return "a token to be changed";
+		case SQUADSTACK_WAIT_BACKOFF:
+			return "a campaign to be retried after errors";
+		case SQUADSTACK_WAIT_FULLER_BATCH:
+			return "a fuller batch";
+		case SQUADSTACK_WAIT_ERROR:
+			return "a retry after an error";
+	}
+	return "work";
 }
 
 /*
@@ -105,8 +69,10 @@ op_url(const SqsConfig *cfg, const char *op, const char *campaign)
  * sync job), right after it connects, as a superuser.
  */
 void
-sqs_set_delivery_session(void)
+squadstack_set_delivery_session(int lock_timeout_ms)
 {
+	char		timeout[32];
+
 	/*
 	 * Its statements name functions and operators without a schema: only
 	 * pg_catalog's may be found, never an overload that a role with CREATE
@@ -124,845 +90,247 @@ sqs_set_delivery_session(void)
 	 * JIT takes is not all given back.
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/* a user's open transaction may delay a step, never stop delivery */
+	snprintf(timeout, sizeof(timeout), "%d", lock_timeout_ms);
+	SetConfigOption("lock_timeout", timeout, PGC_SUSET, PGC_S_OVERRIDE);
 }
 
-void
-sqs_begin_step(const char *activity)
+/*
+ * Whether the extension's schema in this database is the one this library
+ * delivers with (between installing a new version and ALTER EXTENSION
+ * UPDATE it is older).  Must run in a transaction.
+ */
+bool
+squadstack_schema_is_current(void)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	bool		current;
+	bool		isnull;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	args[0] = CStringGetTextDatum(SQUADSTACK_VERSION);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-void
-sqs_end_step(void)
-{
-	SPI_finish();
+	squadstack_exec("SELECT extversion = $1"
+			 " FROM pg_catalog.pg_extension WHERE extname = 'squadstack'",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
+	current = SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	SPI_finish();
+	return current;
 }
+
+
+/* the campaign being claimed, for the error handler (not palloc'd) */
+static char current_campaign[SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
+
+/* where in a call an error struck */
+typedef enum CallStage
+{
+	STAGE_CLAIM,				/* nothing of the call was committed */
+	STAGE_CALL,					/* leased, not yet answered */
+	STAGE_RECORD				/* answered, the answer not recorded */
+} CallStage;
 
 /*
- * Run one statement with parameters inside SPI; an unexpected result is an
- * internal error (the statements are the extension's own).
- */
-void
-sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
-		 const char *nulls, int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "squadstack query failed (%s): %s",
-			 SPI_result_code_string(rc), sql);
-}
-
-/* Note a time when something may become sendable, and why. */
-static void
-consider(SqsDeliveryResult *r, TimestampTz when, const char *why)
-{
-	if (r->next_wakeup == 0 || when < r->next_wakeup)
-	{
-		r->next_wakeup = when;
-		r->waiting_for = why;
-	}
-}
-
-/*
- * Give back the operations of calls whose sender is gone: its process no
- * longer runs (or is a newer one with the same pid), or its lease ran out.
- * Such a call may or may not have reached the API, so its operations are
- * re-sent one lead per call: a lead the API already accepted then fails
- * alone instead of failing its whole batch.
+ * Record an error that struck one call (stage says where) after the
+ * failed transaction was rolled back: the call's operations go back to the
+ * queue with an attempt counted (failed after max_attempts; uncertain if
+ * the API may have seen them), the api_calls row and the operations say
+ * what happened, and the campaign is backed off.  Anything that fails here
+ * is left to lease recovery.
  */
 static void
-recover_leases(void)
+record_failure(const SquadstackConfig *cfg, const SquadstackBatch *b, CallStage stage,
+			   const char *campaign, const char *message)
 {
-	sqs_exec("WITH r AS ("
-				"  UPDATE squadstack.outbox o"
-				"  SET state = 'queued', batch_limit = 1, next_attempt_at = now(),"
-				"      lease_pid = NULL, leased_at = NULL, lease_expires_at = NULL"
-				"  WHERE o.state = 'sending'"
-				"    AND (o.lease_expires_at < now()"
-				"         OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
-				"                        WHERE a.pid = o.lease_pid"
-				"                          AND a.backend_start <= o.leased_at))"
-				"  RETURNING o.call_id)"
-				"UPDATE squadstack.api_calls c"
-				"   SET error = 'no answer recorded: the sender stopped during the call'"
-				"  FROM (SELECT DISTINCT call_id FROM r) r"
-				" WHERE c.id = r.call_id AND c.http_status IS NULL AND c.error IS NULL",
-				0, NULL, NULL, NULL, SPI_OK_UPDATE);
+	char	   *error;
+
+	error = psprintf("could not %s: %s",
+					 stage == STAGE_CLAIM ? "prepare a call" :
+					 stage == STAGE_CALL ? "make the call" : "record the answer",
+					 message);
+
+	squadstack_begin_step("squadstack: recording an error");
+	if (stage != STAGE_CLAIM && b->call_id != 0)
+		squadstack_record_failed_call(cfg, b->call_id, error, stage == STAGE_RECORD);
+	if (campaign[0] != '\0')
+		squadstack_campaign_backoff(cfg, campaign, error);
+	squadstack_end_step();
 }
 
 /*
- * Lock the token's state row and say whether a call may start now.  If
- * not, r notes when one may.
+ * After an ERROR in a delivery step: report it, roll back, and record it
+ * (record_failure), itself guarded.  As autovacuum does after an error on
+ * one table, so that one operation, payload or campaign cannot stop the
+ * worker.
  */
-bool
-sqs_admit_call(const SqsConfig *cfg, const char *token_id, SqsDeliveryResult *r)
+static void
+recover_from_error(const SquadstackConfig *cfg, const SquadstackBatch *b, CallStage stage,
+				   MemoryContext errcxt)
 {
-	Oid			argtypes[3] = {TEXTOID, INT8OID, INT4OID};
-	Datum		args[3];
-	bool		isnull;
-	TimestampTz now = GetCurrentTimestamp();
-	int64		window_ms = sqs_window_with_margin_ms(cfg->rate_window_ms);
+	ErrorData  *edata;
+	char		campaign[SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
+	char	   *message;
 
-	args[0] = CStringGetTextDatum(token_id);
-	sqs_exec("INSERT INTO squadstack.token_state (token_id) VALUES ($1) "
-				"ON CONFLICT DO NOTHING",
-				1, argtypes, args, NULL, SPI_OK_INSERT);
-	sqs_exec("SELECT paused_until FROM squadstack.token_state "
-				"WHERE token_id = $1 FOR UPDATE",
-				1, argtypes, args, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 1)
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(errcxt);
+	edata = CopyErrorData();
+	EmitErrorReport();
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	RESUME_INTERRUPTS();
+
+	strlcpy(campaign, stage == STAGE_CLAIM ? current_campaign :
+			(b->campaign ? b->campaign : ""), sizeof(campaign));
+	message = pstrdup(edata->message ? edata->message : "unknown error");
+	FreeErrorData(edata);
+
+	PG_TRY();
 	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull && DatumGetTimestampTz(d) > now)
-		{
-			if (!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d)))
-				consider(r, DatumGetTimestampTz(d), "a paused token");
-			else if (r->next_wakeup == 0)
-				r->waiting_for = "a token to be changed";
-			return false;
-		}
+		record_failure(cfg, b, stage, campaign, message);
 	}
-
-	/* the limit-th most recent call must have left the window */
-	args[1] = Int64GetDatum(window_ms);
-	args[2] = Int32GetDatum(cfg->rate_limit);
-	sqs_exec("SELECT count(*), min(started_at) FROM ("
-				"  SELECT started_at FROM squadstack.api_calls"
-				"  WHERE token_id = $1"
-				"    AND started_at > clock_timestamp() - $2 * interval '1 millisecond'"
-				"  ORDER BY started_at DESC LIMIT $3) s",
-				3, argtypes, args, NULL, SPI_OK_SELECT);
-	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) <
-		cfg->rate_limit)
-		return true;
-
-	consider(r,
-			 DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 2, &isnull)) +
-			 window_ms * 1000,
-			 SQS_WAIT_RATE_SLOT);
-	return false;
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(errcxt);
 }
 
 /*
- * Lease the operations of one call for the campaign: the first sendable
- * operation and, for create and disable, more of the same kind up to the
- * batch size.  An operation is sendable when it is due and no earlier
- * operation of the same lead is unfinished.  Returns false if there is none.
+ * Registry updates that waited for a lock, guarded like a call.  Returns
+ * whether some are left.
  */
 static bool
-lease_operations(const SqsConfig *cfg, const char *campaign, Batch *b,
-				 MemoryContext cxt)
+retry_pending_records(MemoryContext errcxt)
 {
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	bool		isnull;
-	Datum		d;
-	int			limit;
-	StringInfoData body;
-	MemoryContext old;
-	uint64		i;
+	volatile bool left = true;
 
-	args[0] = CStringGetTextDatum(campaign);
-	sqs_exec("SELECT o.op, o.batch_limit FROM squadstack.outbox o "
-				"WHERE o.campaign_id = $1 AND o.state = 'queued' AND o.next_attempt_at <= now() "
-				"  AND NOT EXISTS (SELECT 1 FROM squadstack.outbox e"
-				"                  WHERE e.campaign_id = o.campaign_id AND e.lead_id = o.lead_id"
-				"                    AND e.id < o.id AND e.state IN ('queued', 'sending', 'failed')"
-				"                  OFFSET 0) "
-				"ORDER BY o.next_attempt_at, o.id LIMIT 1 FOR UPDATE SKIP LOCKED",
-				1, argtypes, args, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return false;
-
-	old = MemoryContextSwitchTo(cxt);
-	b->op = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	MemoryContextSwitchTo(old);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	limit = op_is_batched(b->op) ? cfg->batch_size : 1;
-	if (!isnull)
+	PG_TRY();
 	{
-		limit = Min(limit, DatumGetInt32(d));
-		args[2] = d;
+		squadstack_begin_step("squadstack: updating the lead registry");
+		left = squadstack_registry_apply_pending();
+		squadstack_end_step();
 	}
-	else
-		nulls[2] = 'n';
-	args[1] = CStringGetTextDatum(b->op);
-	args[3] = Int32GetDatum(limit);
-
-	/*
-	 * Operations split off a failed batch, or re-sent after a crash, go only
-	 * with others of the same batch limit, so that halving converges.
-	 */
-	sqs_exec("SELECT o.id, o.payload::text, o.attempts FROM squadstack.outbox o "
-				"WHERE o.campaign_id = $1 AND o.op = $2 AND o.state = 'queued'"
-				"  AND o.next_attempt_at <= now()"
-				"  AND o.batch_limit IS NOT DISTINCT FROM $3"
-				"  AND NOT EXISTS (SELECT 1 FROM squadstack.outbox e"
-				"                  WHERE e.campaign_id = o.campaign_id AND e.lead_id = o.lead_id"
-				"                    AND e.id < o.id AND e.state IN ('queued', 'sending', 'failed')"
-				"                  OFFSET 0) "
-				"ORDER BY o.next_attempt_at, o.id LIMIT $4 FOR UPDATE SKIP LOCKED",
-				4, argtypes, args, nulls, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return false;
-
-	old = MemoryContextSwitchTo(cxt);
-	b->n = (int) SPI_processed;
-	b->ids = palloc(sizeof(Datum) * b->n);
-	b->attempts = palloc(sizeof(int) * b->n);
-	initStringInfo(&body);
-	if (op_is_batched(b->op))
-		appendStringInfoChar(&body, '[');
-	for (i = 0; i < SPI_processed; i++)
+	PG_CATCH();
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	td = SPI_tuptable->tupdesc;
-
-		b->ids[i] = Int64GetDatum(DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull)));
-		b->attempts[i] = DatumGetInt32(SPI_getbinval(tup, td, 3, &isnull));
-		if (i > 0)
-			appendStringInfoChar(&body, ',');
-		appendStringInfoString(&body, SPI_getvalue(tup, td, 2));
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(errcxt);
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
 	}
-	if (op_is_batched(b->op))
-		appendStringInfoChar(&body, ']');
-	b->body = body.data;
-	b->method = pstrdup(op_method(b->op));
-	b->url = op_url(cfg, b->op, campaign);
-	MemoryContextSwitchTo(old);
-	return true;
-}
-
-/*
- * Write the api_calls row of an admitted call; the limiter counts it from
- * now on, whatever becomes of the call.  Returns its id.
- */
-int64
-sqs_log_call_start(const char *token_id, const char *campaign, const char *op,
-				   const char *method, int n_leads)
-{
-	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
-	Datum		args[5];
-	bool		isnull;
-
-	args[0] = CStringGetTextDatum(token_id);
-	args[1] = CStringGetTextDatum(campaign);
-	args[2] = CStringGetTextDatum(op);
-	args[3] = CStringGetTextDatum(method);
-	args[4] = Int32GetDatum(n_leads);
-	sqs_exec("INSERT INTO squadstack.api_calls "
-				"(token_id, campaign_id, op, method, n_leads, started_at, sender_pid) "
-				"VALUES ($1, $2, $3, $4, $5, clock_timestamp(), pg_backend_pid()) RETURNING id",
-				5, argtypes, args, NULL, SPI_OK_INSERT_RETURNING);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/* Complete the api_calls row with the answer. */
-void
-sqs_log_call_end(int64 call_id, const SqsHttpResult *res, const char *error)
-{
-	Oid			argtypes[5] = {INT8OID, FLOAT8OID, INT4OID, TEXTOID, INT8OID};
-	Datum		args[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-
-	args[0] = Int64GetDatum(call_id);
-	args[1] = Float8GetDatum(res->duration_ms);
-	args[2] = Int32GetDatum((int32) res->status);
-	if (res->status == 0)
-		nulls[2] = 'n';
-	if (error != NULL)
-		args[3] = CStringGetTextDatum(error);
-	else
-		nulls[3] = 'n';
-	args[4] = Int64GetDatum(res->retry_after_ms);
-	if (res->retry_after_ms < 0)
-		nulls[4] = 'n';
-	sqs_exec("UPDATE squadstack.api_calls SET duration_ms = $2, http_status = $3,"
-				" error = $4, retry_after = $5 * interval '1 millisecond' WHERE id = $1",
-				5, argtypes, args, nulls, SPI_OK_UPDATE);
-}
-
-/* Write the api_calls row that admits the call, and lease its operations. */
-static void
-start_call(const SqsConfig *cfg, Batch *b)
-{
-	Oid			largtypes[3] = {INT8OID, INT8ARRAYOID, INT8OID};
-	Datum		largs[3];
-
-	b->call_id = sqs_log_call_start(b->token_id, b->campaign, b->op, b->method, b->n);
-
-	largs[0] = Int64GetDatum(b->call_id);
-	largs[1] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
-	largs[2] = Int64GetDatum((int64) cfg->request_timeout_ms + LEASE_SLACK_MS);
-	sqs_exec("UPDATE squadstack.outbox SET state = 'sending', call_id = $1,"
-				" lease_pid = pg_backend_pid(), leased_at = now(),"
-				" lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' "
-				"WHERE id = ANY ($2)",
-				3, largtypes, largs, NULL, SPI_OK_UPDATE);
-}
-
-/*
- * Claim one call's worth of work.  Campaigns are tried least recently
- * served first, so one with a large backlog does not starve the others on
- * the same token.  Returns false when nothing can be sent now; r then says
- * when something may become sendable (0 if unknown) and why.
- */
-static bool
-claim(const SqsConfig *cfg, Batch *b, SqsDeliveryResult *r, MemoryContext cxt)
-{
-	uint64		ncampaigns;
-	char	  **campaigns;
-	List	   *refused = NIL;
-	uint64		i;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	MemoryContext old;
-
-	/* what sync triggers queued joins the outbox first */
-	sqs_absorb_intake();
-	recover_leases();
-
-	sqs_exec("WITH RECURSIVE c(campaign_id) AS ("
-				"  (SELECT campaign_id FROM squadstack.outbox WHERE state = 'queued'"
-				"   ORDER BY campaign_id LIMIT 1)"
-				"  UNION ALL"
-				"  SELECT (SELECT o.campaign_id FROM squadstack.outbox o"
-				"          WHERE o.state = 'queued' AND o.campaign_id > c.campaign_id"
-				"          ORDER BY o.campaign_id LIMIT 1)"
-				"  FROM c WHERE c.campaign_id IS NOT NULL) "
-				"SELECT c.campaign_id,"
-				"  (SELECT min(o.next_attempt_at) FROM squadstack.outbox o"
-				"   WHERE o.state = 'queued' AND o.campaign_id = c.campaign_id) AS next_due "
-				"FROM c WHERE c.campaign_id IS NOT NULL "
-				"ORDER BY (SELECT max(a.started_at) FROM squadstack.api_calls a"
-				"          WHERE a.campaign_id = c.campaign_id) NULLS FIRST, c.campaign_id",
-				0, NULL, NULL, NULL, SPI_OK_SELECT);
-
-	ncampaigns = SPI_processed;
-	campaigns = palloc(sizeof(char *) * (ncampaigns + 1));
-	for (i = 0; i < ncampaigns; i++)
-	{
-		bool		isnull;
-		TimestampTz due = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
-															SPI_tuptable->tupdesc, 2, &isnull));
-
-		if (due > now)
-		{
-			consider(r, due, "a retry");
-			campaigns[i] = NULL;
-		}
-		else
-			campaigns[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-	}
-
-	for (i = 0; i < ncampaigns; i++)
-	{
-		char	   *token;
-		char	   *token_id;
-
-		if (campaigns[i] == NULL)
-			continue;
-		token = sqs_campaign_token(campaigns[i], cfg);
-		if (token == NULL)
-			continue;			/* shown as paused in queue_status */
-		token_id = sqs_token_id(token);
-
-		/*
-		 * A token refused once stays refused in this claim: a slot that
-		 * frees meanwhile goes to the campaign whose turn it was, next time.
-		 */
-		if (list_member(refused, makeString(token_id)))
-			continue;
-		if (!sqs_admit_call(cfg, token_id, r))
-		{
-			refused = lappend(refused, makeString(token_id));
-			continue;
-		}
-		if (!lease_operations(cfg, campaigns[i], b, cxt))
-			continue;
-
-		old = MemoryContextSwitchTo(cxt);
-		b->campaign = pstrdup(campaigns[i]);
-		b->token = pstrdup(token);
-		b->token_id = pstrdup(token_id);
-		MemoryContextSwitchTo(old);
-		start_call(cfg, b);
-		return true;
-	}
-	return false;
-}
-
-/*
- * Pause a token after an answer that says so (401/403 until it changes,
- * 429/503 for Retry-After or a backoff); false for any other answer.
- */
-bool
-sqs_pause_token_if_needed(const SqsConfig *cfg, const char *token_id,
-						  const SqsHttpResult *res)
-{
-	if (res->status == 401 || res->status == 403)
-		pause_token(cfg, token_id, res, OUTCOME_AUTH_PAUSE);
-	else if (res->status == 429 || res->status == 503)
-		pause_token(cfg, token_id, res, OUTCOME_PAUSE);
-	else
-		return false;
-	return true;
-}
-
-static Outcome
-classify(const SqsHttpResult *res, int n)
-{
-	long		s = res->status;
-
-	if (s >= 200 && s < 300)
-		return (res->body_len == 0 || sqs_json_is_valid(res->body, res->body_len)) ?
-			OUTCOME_SENT : OUTCOME_RETRY;
-	if (s == 400)
-		return n > 1 ? OUTCOME_SPLIT : OUTCOME_FAILED;
-	if (s == 401 || s == 403)
-		return OUTCOME_AUTH_PAUSE;
-	if (s == 429 || s == 503)
-		return OUTCOME_PAUSE;
-	if (s == 408 || s == 0 || s >= 500 || s < 200)
-		return OUTCOME_RETRY;
-	if (s >= 300 && s < 400)
-		return OUTCOME_RETRY;
-	/* 404, 405 and the remaining 4xx will not get better by retrying */
-	return OUTCOME_FAILED;
-}
-
-/*
- * Text from the API fit for a text column: at most max bytes, cut at a
- * character boundary, with bytes that are not valid in the database
- * encoding replaced by '?'.
- */
-char *
-sqs_clean_text(const char *s, size_t len, size_t max)
-{
-	char	   *out = palloc(Min(len, max) + 1);
-	size_t		i = 0;
-	size_t		n = 0;
-
-	while (i < len && s[i] != '\0')
-	{
-		int			l = pg_encoding_verifymbchar(GetDatabaseEncoding(), s + i, len - i);
-
-		if (l < 1)
-		{
-			if (n + 1 > max)
-				break;
-			out[n++] = '?';
-			i++;
-			continue;
-		}
-		if (n + l > max)
-			break;
-		memcpy(out + n, s + i, l);
-		n += l;
-		i += l;
-	}
-	out[n] = '\0';
-	return out;
-}
-
-/* What to keep as the error: the API's body verbatim, or what went wrong. */
-static char *
-error_text(const SqsHttpResult *res, Outcome outcome)
-{
-	if (outcome == OUTCOME_SENT)
-		return NULL;
-	if (res->status == 0)
-		return pstrdup(res->error ? res->error : "no answer");
-	if (res->status >= 200 && res->status < 300)
-		return psprintf("HTTP %ld with an answer that is not JSON: %s",
-						res->status, sqs_clean_text(res->body, res->body_len, 200));
-	if (outcome == OUTCOME_FAILED || outcome == OUTCOME_SPLIT)
-		return sqs_clean_text(res->body, res->body_len, MAX_ERROR_TEXT);
-	return psprintf("HTTP %ld: %s", res->status,
-					sqs_clean_text(res->body, res->body_len, 500));
-}
-
-static void
-pause_token(const SqsConfig *cfg, const char *token_id, const SqsHttpResult *res,
-			Outcome outcome)
-{
-	Oid			argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
-
-	args[0] = CStringGetTextDatum(token_id);
-	if (outcome == OUTCOME_AUTH_PAUSE)
-	{
-		nulls[1] = 'n';
-		args[1] = (Datum) 0;
-		args[2] = CStringGetTextDatum(psprintf("HTTP %ld: the API rejected the access token; "
-											   "paused until the token is changed",
-											   res->status));
-	}
-	else
-	{
-		int64		ms = res->retry_after_ms;
-
-		if (ms < 0)
-		{
-			int			pauses;
-			bool		isnull;
-
-			sqs_exec("SELECT pause_count FROM squadstack.token_state WHERE token_id = $1",
-						1, argtypes, args, NULL, SPI_OK_SELECT);
-			pauses = SPI_processed ? DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-																  SPI_tuptable->tupdesc, 1,
-																  &isnull)) : 0;
-			/* at least the base delay, so a pause is never zero */
-			ms = cfg->retry_base_ms +
-				sqs_backoff_ms(pauses + 1, cfg->retry_base_ms, cfg->retry_max_ms,
-							   pg_prng_double(&pg_global_prng_state));
-		}
-		args[1] = Int64GetDatum(ms);
-		args[2] = CStringGetTextDatum(psprintf("HTTP %ld: %s", res->status,
-											   res->status == 429 ? "rate limited by the API" :
-											   "the API is unavailable"));
-	}
-	sqs_exec("UPDATE squadstack.token_state SET"
-				" paused_until = CASE WHEN $2 IS NULL THEN 'infinity'::timestamptz"
-				"   ELSE clock_timestamp() + $2 * interval '1 millisecond' END,"
-				" pause_reason = $3, pause_count = pause_count + 1, updated_at = now() "
-				"WHERE token_id = $1",
-				3, argtypes, args, nulls, SPI_OK_UPDATE);
-}
-
-/*
- * Keep the lead registry in step with what the API accepted (or refused,
- * for a create).
- */
-static void
-update_registry(Batch *b, Outcome outcome)
-{
-	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, BOOLOID};
-	Datum		args[3];
-	const char *status;
-	bool		overwrite = true;
-
-	/* a create refused, or out of attempts */
-	if ((outcome == OUTCOME_FAILED || outcome == OUTCOME_RETRY) &&
-		strcmp(b->op, "create") == 0)
-	{
-		args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
-		/* a sync trigger's create enters the registry only now */
-		sqs_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
-					"SELECT campaign_id, lead_id, 'failed' FROM squadstack.outbox "
-					"WHERE id = ANY ($1) AND state = 'failed' "
-					"ON CONFLICT (campaign_id, lead_id) DO UPDATE"
-					" SET status = 'failed', updated_at = now()"
-					" WHERE l.status = 'queued'",
-					1, argtypes, args, NULL, SPI_OK_INSERT);
-		return;
-	}
-	if (outcome != OUTCOME_SENT)
-		return;
-
-	if (strcmp(b->op, "create") == 0)
-		status = "created";
-	else if (strcmp(b->op, "disable") == 0)
-		status = "disabled";
-	else if (strcmp(b->op, "convert") == 0)
-		status = "converted";
-	else if (strcmp(b->op, "delete") == 0)
-		status = "deleted";
-	else
-	{
-		/* an update says the lead exists, nothing more */
-		status = "created";
-		overwrite = false;
-	}
-	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
-	args[1] = CStringGetTextDatum(status);
-	args[2] = BoolGetDatum(overwrite);
-	sqs_exec("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
-				"SELECT campaign_id, lead_id, $2 FROM squadstack.outbox WHERE id = ANY ($1) "
-				"ON CONFLICT (campaign_id, lead_id) DO UPDATE"
-				" SET status = CASE WHEN $3 OR l.status IN ('queued', 'failed')"
-				"                   THEN $2 ELSE l.status END,"
-				"     updated_at = now()",
-				3, argtypes, args, NULL, SPI_OK_INSERT);
-}
-
-/*
- * The API's error texts in api_calls may quote what was sent.  Replace each
- * value the lead's operations carried (phone, also in its 10-digit form,
- * name, custom fields: strings of at least 3 characters, numbers of at
- * least 6 digits, not shorter ones, which would mangle status codes) where
- * it stands as a whole word in the errors of the campaign's calls since
- * its first operation: "Ram" goes, "Ramesh" (another lead's) stays.
- */
-static void
-erase_from_call_errors(Datum ids)
-{
-	Oid			idtype = INT8ARRAYOID;
-	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		args[3];
-	SPITupleTable *values;
-	uint64		n;
-	uint64		i;
-
-	/*
-	 * As regular expressions, every character but letters, digits, "_" and
-	 * spaces escaped; longest first, so "+919812345678" goes whole.
-	 */
-	sqs_exec("SELECT campaign_id, since,"
-			 "  '(?<![[:alnum:]_])'"
-			 "  || regexp_replace(value, '([^[:alnum:]_[:space:]])', '\\\\\\1', 'g')"
-			 "  || '(?![[:alnum:]_])' "
-			 "FROM ("
-			 "  SELECT DISTINCT d.campaign_id,"
-			 "    min(o.created_at) OVER (PARTITION BY d.campaign_id) AS since, s.value"
-			 "  FROM squadstack.outbox d"
-			 "  JOIN squadstack.outbox o ON o.campaign_id = d.campaign_id"
-			 "    AND o.lead_id = d.lead_id AND o.id <= d.id"
-			 "  CROSS JOIN LATERAL jsonb_each(o.payload) t"
-			 "  CROSS JOIN LATERAL (VALUES (t.value #>> '{}'),"
-			 "    (CASE WHEN t.key = 'phone_number' THEN right(t.value #>> '{}', 10) END)) s(value)"
-			 "  WHERE d.id = ANY ($1) AND t.key <> 'lead_id'"
-			 "    AND ((jsonb_typeof(t.value) = 'string' AND length(s.value) >= 3)"
-			 "      OR (jsonb_typeof(t.value) = 'number' AND length(s.value) >= 6))) v "
-			 "ORDER BY length(value) DESC, value",
-			 1, &idtype, &ids, NULL, SPI_OK_SELECT);
-	values = SPI_tuptable;
-	n = SPI_processed;
-	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		args[0] = SPI_getbinval(values->vals[i], values->tupdesc, 1, &isnull);
-		args[1] = SPI_getbinval(values->vals[i], values->tupdesc, 2, &isnull);
-		args[2] = SPI_getbinval(values->vals[i], values->tupdesc, 3, &isnull);
-		sqs_exec("UPDATE squadstack.api_calls"
-				 " SET error = regexp_replace(error, $3, '[erased]', 'g') "
-				 "WHERE campaign_id = $1 AND started_at >= $2 AND error ~ $3",
-				 3, argtypes, args, NULL, SPI_OK_UPDATE);
-	}
-}
-
-/*
- * SquadStack accepted a delete: erase the lead's personal data that the
- * extension itself holds.  Operations keep only their lead_id (and a
- * conversion its detail); outcomes lose phone, name, recording and
- * responses; webhook payloads keep only campaign and lead ids.  What was
- * queued after the delete belongs to a new lead of the same id and is kept.
- */
-static void
-erase_lead(Batch *b)
-{
-	static const char *const queries[] = {
-		/* operations queued after the delete (a new create) are the new lead's */
-		"UPDATE squadstack.outbox o SET error = NULL,"
-		" payload = jsonb_build_object('lead_id', o.payload->'lead_id')"
-		"   || CASE WHEN o.op = 'convert' THEN jsonb_build_object('detail', o.payload->'detail')"
-		"      ELSE '{}' END "
-		"FROM squadstack.outbox d "
-		"WHERE d.id = ANY ($1) AND o.campaign_id = d.campaign_id AND o.lead_id = d.lead_id"
-		"  AND o.id <= d.id",
-		"UPDATE squadstack.lead_outcomes SET phone_number = NULL, contact_name = NULL,"
-		" latest_recording_url = NULL, lead_responses = NULL, updated_at = now() "
-		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
-		"                                 WHERE id = ANY ($1))",
-		"UPDATE squadstack.webhook_inbox SET"
-		" payload = jsonb_build_object('campaign_id', campaign_id, 'lead_id', lead_id, 'erased', true) "
-		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
-		"                                 WHERE id = ANY ($1))",
-		"UPDATE squadstack.sync_skipped SET row_data = NULL, error = 'erased' "
-		"WHERE (campaign_id, lead_id) IN (SELECT campaign_id, lead_id FROM squadstack.outbox"
-		"                                 WHERE id = ANY ($1))"
-	};
-	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum		args[1];
-	size_t		i;
-
-	args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
-	/* first, while the payloads still say what was sent */
-	erase_from_call_errors(args[0]);
-
-	/*
-	 * An earlier operation of the lead still in the intake (one that
-	 * committed late) is erased before the outbox: if a claim is moving it
-	 * right now, this waits for that claim, and the outbox update, with a
-	 * snapshot taken after it, then finds it there.
-	 */
-	if (OidIsValid(sqs_intake_relid()))
-		sqs_exec("UPDATE squadstack.intake i SET"
-				 " payload = jsonb_build_object('lead_id', i.payload->'lead_id') "
-				 "FROM squadstack.outbox d "
-				 "WHERE d.id = ANY ($1) AND i.campaign_id = d.campaign_id"
-				 "  AND i.lead_id = d.lead_id AND i.id <= d.id",
-				 1, argtypes, args, NULL, SPI_OK_UPDATE);
-	for (i = 0; i < lengthof(queries); i++)
-		sqs_exec(queries[i], 1, argtypes, args, NULL, SPI_OK_UPDATE);
-}
-
-/* Step 3: complete the call's record and move its operations on. */
-static void
-record(const SqsConfig *cfg, Batch *b, const SqsHttpResult *res)
-{
-	Outcome		outcome = classify(res, b->n);
-	char	   *error = error_text(res, outcome);
-	Datum	   *states = palloc(sizeof(Datum) * b->n);
-	Datum	   *add_attempt = palloc(sizeof(Datum) * b->n);
-	Datum	   *delay_ms = palloc(sizeof(Datum) * b->n);
-	int			i;
-
-	sqs_log_call_end(b->call_id, res, error);
-
-	for (i = 0; i < b->n; i++)
-	{
-		const char *state = "queued";
-		int			add = 0;
-		double		delay = 0;
-
-		switch (outcome)
-		{
-			case OUTCOME_SENT:
-				state = "sent";
-				break;
-			case OUTCOME_FAILED:
-				state = "failed";
-				add = 1;
-				break;
-			case OUTCOME_SPLIT:
-			case OUTCOME_AUTH_PAUSE:
-			case OUTCOME_PAUSE:
-				/* not the operation's fault: no attempt is counted */
-				break;
-			case OUTCOME_RETRY:
-				add = 1;
-				if (b->attempts[i] + 1 >= cfg->max_attempts)
-					state = "failed";
-				else
-					delay = (double) sqs_backoff_ms(b->attempts[i] + 1, cfg->retry_base_ms,
-													cfg->retry_max_ms,
-													pg_prng_double(&pg_global_prng_state));
-				break;
-		}
-		states[i] = CStringGetTextDatum(state);
-		add_attempt[i] = Int32GetDatum(add);
-		delay_ms[i] = Float8GetDatum(delay);
-	}
-
-	{
-		Oid			argtypes[8] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, FLOAT8ARRAYOID,
-		INT4OID, TEXTOID, INT4OID, INT8OID};
-		Datum		args[8];
-		char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-
-		args[0] = PointerGetDatum(construct_array_builtin(b->ids, b->n, INT8OID));
-		args[1] = PointerGetDatum(construct_array_builtin(states, b->n, TEXTOID));
-		args[2] = PointerGetDatum(construct_array_builtin(add_attempt, b->n, INT4OID));
-		args[3] = PointerGetDatum(construct_array(delay_ms, b->n, FLOAT8OID, sizeof(float8),
-												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[4] = Int32GetDatum((int32) res->status);
-		if (res->status == 0)
-			nulls[4] = 'n';
-		if (error != NULL)
-			args[5] = CStringGetTextDatum(error);
-		else
-			nulls[5] = 'n';
-		if (outcome == OUTCOME_SPLIT)
-			args[6] = Int32GetDatum((b->n + 1) / 2);
-		else
-			nulls[6] = 'n';
-		args[7] = Int64GetDatum(b->call_id);
-
-		/* only if the lease is still ours: a recovered lease was re-queued */
-		sqs_exec("UPDATE squadstack.outbox o SET"
-					" state = u.state,"
-					" attempts = o.attempts + u.add_attempt,"
-					" next_attempt_at = CASE WHEN u.state = 'queued'"
-					"   THEN clock_timestamp() + u.delay_ms * interval '1 millisecond'"
-					"   ELSE o.next_attempt_at END,"
-					" sent_at = CASE WHEN u.state = 'sent' THEN clock_timestamp() END,"
-					" http_status = $5, error = $6,"
-					" batch_limit = COALESCE($7, o.batch_limit),"
-					" lease_pid = NULL, leased_at = NULL, lease_expires_at = NULL "
-					"FROM unnest($1, $2, $3, $4) AS u(id, state, add_attempt, delay_ms) "
-					"WHERE o.id = u.id AND o.state = 'sending' AND o.call_id = $8",
-					8, argtypes, args, nulls, SPI_OK_UPDATE);
-	}
-
-	update_registry(b, outcome);
-	if (outcome == OUTCOME_SENT && strcmp(b->op, "delete") == 0)
-		erase_lead(b);
-
-	/* later operations of these leads may be sendable now */
-	sqs_wake_worker_at_commit();
-
-	if (outcome == OUTCOME_AUTH_PAUSE || outcome == OUTCOME_PAUSE)
-		pause_token(cfg, b->token_id, res, outcome);
-	else if (outcome == OUTCOME_SENT)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-		Datum		args[1];
-
-		args[0] = CStringGetTextDatum(b->token_id);
-		sqs_exec("UPDATE squadstack.token_state SET pause_count = 0 "
-					"WHERE token_id = $1 AND pause_count > 0",
-					1, argtypes, args, NULL, SPI_OK_UPDATE);
-	}
+	PG_END_TRY();
+	return left;
 }
 
 void
-sqs_deliver(const SqsConfig *cfg, int max_calls, SqsDeliveryResult *result)
+squadstack_deliver(const SquadstackConfig *cfg, int max_calls, SquadstackDeliveryResult *result)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext,
 											  "squadstack delivery",
 											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext errcxt = AllocSetContextCreate(TopMemoryContext,
+												 "squadstack delivery errors",
+												 ALLOCSET_DEFAULT_SIZES);
+	int			failures = 0;
 
 	Assert(!IsTransactionState());
 	memset(result, 0, sizeof(*result));
 
+	(void) squadstack_registry_take_deferred();
+	result->records_pending = retry_pending_records(errcxt);
+
 	while (max_calls <= 0 || result->calls < max_calls)
 	{
-		Batch		b;
-		SqsHttpResult res;
-		bool		claimed;
-		MemoryContext old;
+		SquadstackBatch	b;
+		SquadstackHttpResult res;
+		volatile CallStage stage = STAGE_CLAIM;
+		volatile bool claimed = false;
+		volatile bool failed = false;
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(cxt);
+		MemoryContextReset(errcxt);
 		memset(&b, 0, sizeof(b));
+		current_campaign[0] = '\0';
 		result->next_wakeup = 0;
-		result->waiting_for = "work";
+		result->waiting_for = SQUADSTACK_WAIT_WORK;
+		result->nblocked = 0;
+		result->blocked_overflow = false;
 
-		sqs_begin_step("squadstack: claiming operations");
-		claimed = claim(cfg, &b, result, cxt);
-		sqs_end_step();
+		PG_TRY();
+		{
+			squadstack_begin_step("squadstack: claiming operations");
+			claimed = squadstack_claim(cfg, &b, result, cxt,
+								current_campaign, sizeof(current_campaign));
+			squadstack_end_step();
+
+			if (claimed)
+			{
+				MemoryContext old;
+
+				stage = STAGE_CALL;
+				pgstat_report_activity(STATE_RUNNING, "squadstack: calling the API");
+				old = MemoryContextSwitchTo(cxt);
+				squadstack_http_call(b.method, b.url, b.token, b.body, cfg->request_timeout_ms, &res);
+				MemoryContextSwitchTo(old);
+				result->calls++;
+				if (res.status < 200 || res.status >= 300)
+					result->errors++;
+
+				stage = STAGE_RECORD;
+				squadstack_begin_step("squadstack: recording the answer");
+				squadstack_record(cfg, &b, &res);
+				squadstack_end_step();
+			}
+		}
+		PG_CATCH();
+		{
+			recover_from_error(cfg, &b, stage, errcxt);
+			failed = true;
+		}
+		PG_END_TRY();
+
+		if (failed)
+		{
+			result->errors++;
+			if (stage != STAGE_CLAIM)
+				result->calls += (stage == STAGE_CALL);
+
+			/*
+			 * The campaign is backed off now, so the next claim goes to
+			 * others; an error outside any campaign (or errors in a row)
+			 * ends this round, to be tried again after a pause.
+			 */
+			if ((stage == STAGE_CLAIM && current_campaign[0] == '\0') || ++failures >= 10)
+			{
+				result->more = false;
+				result->next_wakeup = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																  cfg->retry_base_ms);
+				result->waiting_for = SQUADSTACK_WAIT_ERROR;
+				result->blocked_overflow = true;
+				break;
+			}
+			result->more = true;
+			continue;
+		}
 		if (!claimed)
 		{
 			result->more = false;
 			break;
 		}
 		result->more = true;
-
-		pgstat_report_activity(STATE_RUNNING, "squadstack: calling the API");
-		old = MemoryContextSwitchTo(cxt);
-		sqs_http_call(b.method, b.url, b.token, b.body, cfg->request_timeout_ms, &res);
-		MemoryContextSwitchTo(old);
-		result->calls++;
-		if (res.status < 200 || res.status >= 300)
-			result->errors++;
-
-		sqs_begin_step("squadstack: recording the answer");
-		record(cfg, &b, &res);
-		sqs_end_step();
 	}
+	result->records_pending |= squadstack_registry_take_deferred();
 	MemoryContextDelete(cxt);
+	MemoryContextDelete(errcxt);
 }

@@ -15,11 +15,17 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "squadstack.h"
+#include "enqueue.h"
+#include "guc.h"
+#include "intake.h"
+#include "registry.h"
+#include "shmem.h"
+#include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(squadstack_create_leads);
 PG_FUNCTION_INFO_V1(squadstack_disable_leads);
@@ -31,9 +37,9 @@ PG_FUNCTION_INFO_V1(squadstack_set_token);
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr create_plan = NULL;
-static bool create_plan_has_intake = false;
+static SPIPlanPtr create_skip_plan = NULL;
+static bool create_skip_plan_has_intake = false;
 static SPIPlanPtr one_plan = NULL;
-static SPIPlanPtr register_plan = NULL;
 
 static void
 check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
@@ -52,25 +58,8 @@ campaign_arg(FunctionCallInfo fcinfo)
 
 	check_not_null(fcinfo, 0, "campaign");
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	sqs_check_campaign(campaign);
+	squadstack_check_campaign(campaign);
 	return campaign;
-}
-
-SPIPlanPtr
-sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	/*
-	 * Always the generic plan: given the arrays, custom plans look cheaper
-	 * to the plan cache, which then plans every call again, and planning
-	 * is most of what a call with one lead (a sync trigger's row) costs.
-	 */
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-										  CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
 }
 
 /*
@@ -79,7 +68,7 @@ sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes)
  * unnest() form's.
  */
 static int64
-enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
+enqueue_one(const char *campaign, const char *op, SquadstackLeadOp *lop)
 {
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
 	Datum		args[4];
@@ -87,17 +76,9 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 
 	SPI_connect();
 	if (one_plan == NULL)
-		one_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+		one_plan = squadstack_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
 								"VALUES ($1, $2, $3, $4)",
 								4, argtypes);
-	if (register_plan == NULL)
-		register_plan = sqs_prepare_kept("INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status) "
-									 "VALUES ($1, $2, 'queued') "
-									 "ON CONFLICT (campaign_id, lead_id) DO UPDATE "
-									 "SET status = 'queued', updated_at = now() "
-									 "WHERE l.status = ANY ('{deleted,failed}')",
-									 2, argtypes);
-
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = CStringGetTextDatum(lop->lead_id);
 	args[2] = CStringGetTextDatum(op);
@@ -106,128 +87,164 @@ enqueue_one(const char *campaign, const char *op, SqsLeadOp *lop)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not queue lead operation: %s", SPI_result_code_string(rc));
 	if (strcmp(op, "create") == 0)
-	{
-		rc = SPI_execute_plan(register_plan, args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not register lead: %s", SPI_result_code_string(rc));
-	}
+		squadstack_registry_mark_queued(campaign,
+								 PointerGetDatum(construct_array_builtin(&args[1], 1, TEXTOID)));
 	SPI_finish();
-	sqs_wake_worker_at_commit();
+	squadstack_note_work(campaign);
 	return 1;
 }
 
 /*
- * Insert one outbox row per operation, in list order, so ids follow the
- * order the caller gave.  A create also enters the lead in the registry
- * (squadstack.leads) as queued; with skip_existing, a lead the registry
- * already knows (queued, created, disabled or converted) is left out.
- * Returns the number of operations queued.
+ * Insert one outbox row per operation, in list order; see
+ * squadstack_enqueue_arrays().
  */
 int64
-sqs_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
+squadstack_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
 {
 	int			n = list_length(ops);
-	Datum	   *ids = palloc(sizeof(Datum) * n);
-	Datum	   *payloads = palloc(sizeof(Datum) * n);
-	Datum		args[5];
-	Oid			argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTOID, JSONBARRAYOID, BOOLOID};
+	Datum	   *ids;
+	Datum	   *payloads;
+	SquadstackLeadArrays arrays;
 	ListCell   *lc;
 	int			i = 0;
-	int			rc;
-	int64		queued;
-	bool		is_create = strcmp(op, "create") == 0;
 
 	if (n == 1 && !skip_existing)
 		return enqueue_one(campaign, op, linitial(ops));
 
+	ids = palloc(sizeof(Datum) * n);
+	payloads = palloc(sizeof(Datum) * n);
 	foreach(lc, ops)
 	{
-		SqsLeadOp  *lop = lfirst(lc);
+		SquadstackLeadOp  *lop = lfirst(lc);
 
+		CHECK_FOR_INTERRUPTS();
 		ids[i] = CStringGetTextDatum(lop->lead_id);
 		payloads[i] = JsonbPGetDatum(lop->payload);
 		i++;
 	}
+	arrays.n = n;
+	arrays.lead_ids = PointerGetDatum(construct_array_builtin(ids, n, TEXTOID));
+	arrays.payloads = PointerGetDatum(construct_array(payloads, n, JSONBOID, -1, false,
+													  TYPALIGN_INT));
+	return squadstack_enqueue_arrays(campaign, op, &arrays, skip_existing);
+}
+
+/*
+ * The statement that queues creates: with skip_existing, leads that are
+ * known are left out.  Known leads: those in the registry, and creates
+ * from sync triggers, which enter the registry only once answered: those
+ * still in the intake and those moved to the outbox but not yet sent.
+ * Each is looked up by its lead_id, through the index on (campaign_id,
+ * lead_id, ...) of each table, so the cost follows the call's leads, not
+ * the size of the queue.  Where the schema predates the intake, the same
+ * without it.
+ */
+static char *
+create_sql(bool skip_existing, bool has_intake)
+{
+	return psprintf("WITH u AS ("
+					"  SELECT u.lead_id, u.payload, u.n"
+					"  FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n)"
+					"  %s%s),"
+					"ins AS ("
+					"  INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload)"
+					"  SELECT $1, u.lead_id, $3, u.payload FROM u ORDER BY u.n"
+					"  RETURNING lead_id) "
+					"SELECT count(*), array_agg(lead_id) FROM ins",
+					!skip_existing ? "" :
+					"WHERE NOT EXISTS ("
+					"    SELECT 1 FROM squadstack.leads l"
+					"    WHERE l.campaign_id = $1 AND l.lead_id = u.lead_id"
+					"      AND l.status <> ALL ('{deleted,failed}'))"
+					"  AND NOT EXISTS ("
+					"    SELECT 1 FROM squadstack.outbox o"
+					"    WHERE o.campaign_id = $1 AND o.lead_id = u.lead_id"
+					"      AND o.state IN ('queued', 'sending') AND o.op = 'create')",
+					!(skip_existing && has_intake) ? "" :
+					/* a create a sync trigger queued counts as queued */
+					"  AND NOT EXISTS ("
+					"    SELECT 1 FROM squadstack.intake i"
+					"    WHERE i.campaign_id = $1 AND i.lead_id = u.lead_id"
+					"      AND i.op = 'create')");
+}
+
+/*
+ * Insert one outbox row per operation, in the arrays' order, so ids follow
+ * the order the caller gave.  A create also enters the lead in the
+ * registry (squadstack.leads) as queued (registry.c); with skip_existing, a lead the
+ * registry already knows (queued, created, disabled or converted) is left
+ * out.  Returns the number of operations queued.
+ */
+int64
+squadstack_enqueue_arrays(const char *campaign, const char *op, SquadstackLeadArrays *ops,
+				   bool skip_existing)
+{
+	Datum		args[4];
+	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTOID, JSONBARRAYOID};
+	SPIPlanPtr	plan;
+	int			rc;
+	int64		queued;
+	bool		is_create = strcmp(op, "create") == 0;
 
 	SPI_connect();
-	if (insert_plan == NULL)
-		insert_plan = sqs_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
-								   "SELECT $1, u.lead_id, $3, u.payload "
-								   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
-								   "ORDER BY u.n",
-								   4, argtypes);
-	if (create_plan == NULL || create_plan_has_intake != OidIsValid(sqs_intake_relid()))
+	if (!is_create)
 	{
-		/*
-		 * Known leads: those in the registry, and creates from sync
-		 * triggers, which enter the registry only once answered: those
-		 * still in the intake and those moved to the outbox but not yet
-		 * sent.  Where the schema predates the intake, the same without it.
-		 */
-		bool		has_intake = OidIsValid(sqs_intake_relid());
-		char	   *sql = psprintf("WITH u AS ("
-								   "  SELECT u.lead_id, u.payload, u.n"
-								   "  FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n)"
-								   "  WHERE NOT $5 OR (NOT EXISTS ("
-								   "    SELECT 1 FROM squadstack.leads l"
-								   "    WHERE l.campaign_id = $1 AND l.lead_id = u.lead_id"
-								   "      AND l.status <> ALL ('{deleted,failed}'))"
-								   "  AND NOT EXISTS ("
-								   "    SELECT 1 FROM squadstack.outbox o"
-								   "    WHERE o.campaign_id = $1 AND o.lead_id = u.lead_id"
-								   "      AND o.state IN ('queued', 'sending') AND o.op = 'create')"
-								   "  %s)),"
-								   "ins AS ("
-								   "  INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload)"
-								   "  SELECT $1, u.lead_id, $3, u.payload FROM u ORDER BY u.n"
-								   "  RETURNING lead_id),"
-								   "reg AS ("
-								   "  INSERT INTO squadstack.leads AS l (campaign_id, lead_id, status)"
-								   "  SELECT $1, lead_id, 'queued' FROM ins"
-								   "  ON CONFLICT (campaign_id, lead_id) DO UPDATE"
-								   "  SET status = 'queued', updated_at = now()"
-								   "  WHERE l.status = ANY ('{deleted,failed}')) "
-								   "SELECT count(*) FROM ins",
-								   has_intake ?
-								   /* a create a sync trigger queued counts as queued */
-								   "AND u.lead_id NOT IN ("
-								   "    SELECT i.lead_id FROM squadstack.intake i"
-								   "    WHERE i.campaign_id = $1 AND i.op = 'create')" : "");
+		if (insert_plan == NULL)
+			insert_plan = squadstack_prepare_kept("INSERT INTO squadstack.outbox (campaign_id, lead_id, op, payload) "
+										   "SELECT $1, u.lead_id, $3, u.payload "
+										   "FROM unnest($2, $4) WITH ORDINALITY AS u(lead_id, payload, n) "
+										   "ORDER BY u.n",
+										   4, argtypes);
+		plan = insert_plan;
+	}
+	else if (!skip_existing)
+	{
+		if (create_plan == NULL)
+			create_plan = squadstack_prepare_kept(create_sql(false, false), 4, argtypes);
+		plan = create_plan;
+	}
+	else
+	{
+		bool		has_intake = OidIsValid(squadstack_intake_relid());
 
-		if (create_plan != NULL)
+		if (create_skip_plan != NULL && create_skip_plan_has_intake != has_intake)
 		{
-			SPI_freeplan(create_plan);
-			create_plan = NULL;
+			SPI_freeplan(create_skip_plan);
+			create_skip_plan = NULL;
 		}
-		create_plan = sqs_prepare_kept(sql, 5, argtypes);
-		create_plan_has_intake = has_intake;
+		if (create_skip_plan == NULL)
+		{
+			create_skip_plan = squadstack_prepare_kept(create_sql(true, has_intake), 4, argtypes);
+			create_skip_plan_has_intake = has_intake;
+		}
+		plan = create_skip_plan;
 	}
 
 	args[0] = CStringGetTextDatum(campaign);
-	args[1] = PointerGetDatum(construct_array_builtin(ids, n, TEXTOID));
+	args[1] = ops->lead_ids;
 	args[2] = CStringGetTextDatum(op);
-	args[3] = PointerGetDatum(construct_array(payloads, n, JSONBOID, -1, false,
-											  TYPALIGN_INT));
-	args[4] = BoolGetDatum(skip_existing);
+	args[3] = ops->payloads;
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (is_create)
 	{
 		bool		isnull;
 
-		rc = SPI_execute_plan(create_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
 		queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (queued > 0)
+			squadstack_registry_mark_queued(campaign, SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	else
 	{
-		rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not queue lead operations: %s", SPI_result_code_string(rc));
 		queued = (int64) SPI_processed;
 	}
 	SPI_finish();
 	if (queued > 0)
-		sqs_wake_worker_at_commit();
+		squadstack_note_work(campaign);
 	return queued;
 }
 
@@ -235,24 +252,24 @@ Datum
 squadstack_create_leads(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	List	   *ops;
+	SquadstackLeadArrays *ops;
 
 	bool		skip_existing = PG_NARGS() < 3 || PG_ARGISNULL(2) || PG_GETARG_BOOL(2);
 
 	check_not_null(fcinfo, 1, "leads");
-	ops = sqs_parse_create_leads(PG_GETARG_JSONB_P(1));
-	PG_RETURN_INT64(sqs_enqueue(campaign, "create", ops, skip_existing));
+	ops = squadstack_parse_create_leads(PG_GETARG_JSONB_P(1));
+	PG_RETURN_INT64(squadstack_enqueue_arrays(campaign, "create", ops, skip_existing));
 }
 
 Datum
 squadstack_disable_leads(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	List	   *ops;
+	SquadstackLeadArrays *ops;
 
 	check_not_null(fcinfo, 1, "lead_ids");
-	ops = sqs_parse_disable_leads(PG_GETARG_JSONB_P(1));
-	PG_RETURN_INT64(sqs_enqueue(campaign, "disable", ops, false));
+	ops = squadstack_parse_disable_leads(PG_GETARG_JSONB_P(1));
+	PG_RETURN_INT64(squadstack_enqueue_arrays(campaign, "disable", ops, false));
 }
 
 Datum
@@ -261,16 +278,16 @@ squadstack_update_lead(PG_FUNCTION_ARGS)
 	char	   *campaign = campaign_arg(fcinfo);
 
 	check_not_null(fcinfo, 1, "lead");
-	PG_RETURN_INT64(sqs_enqueue(campaign, "update",
-								list_make1(sqs_parse_update_lead(PG_GETARG_JSONB_P(1))),
+	PG_RETURN_INT64(squadstack_enqueue(campaign, "update",
+								list_make1(squadstack_parse_update_lead(PG_GETARG_JSONB_P(1))),
 								false));
 }
 
 /* A lead_id given as a text argument, as a lead operation with that id. */
-static SqsLeadOp *
+static SquadstackLeadOp *
 lead_id_arg(FunctionCallInfo fcinfo, int argno)
 {
-	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
 	JsonbValue	v;
 
 	check_not_null(fcinfo, argno, "lead_id");
@@ -278,7 +295,7 @@ lead_id_arg(FunctionCallInfo fcinfo, int argno)
 	v.type = jbvString;
 	v.val.string.val = op->lead_id;
 	v.val.string.len = strlen(op->lead_id);
-	(void) sqs_lead_id_from_jsonb(&v, "the lead");
+	(void) squadstack_lead_id_from_jsonb(&v, "the lead");
 	op->payload = NULL;
 	return op;
 }
@@ -290,9 +307,9 @@ simple_payload(const char *lead_id, const char *detail)
 	JsonbParseState *state = NULL;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	sqs_push_string_pair(&state, "lead_id", lead_id);
+	squadstack_push_string_pair(&state, "lead_id", lead_id);
 	if (detail != NULL)
-		sqs_push_string_pair(&state, "detail", detail);
+		squadstack_push_string_pair(&state, "detail", detail);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
@@ -300,17 +317,18 @@ Datum
 squadstack_delete_lead(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	SqsLeadOp  *op = lead_id_arg(fcinfo, 1);
+	SquadstackLeadOp  *op = lead_id_arg(fcinfo, 1);
 
 	op->payload = simple_payload(op->lead_id, NULL);
-	PG_RETURN_INT64(sqs_enqueue(campaign, "delete", list_make1(op), false));
+	squadstack_check_lead_bytes(op->lead_id, op->payload);
+	PG_RETURN_INT64(squadstack_enqueue(campaign, "delete", list_make1(op), false));
 }
 
 Datum
 squadstack_convert_lead(PG_FUNCTION_ARGS)
 {
 	char	   *campaign = campaign_arg(fcinfo);
-	SqsLeadOp  *op = lead_id_arg(fcinfo, 1);
+	SquadstackLeadOp  *op = lead_id_arg(fcinfo, 1);
 	char	   *detail;
 	int			len;
 
@@ -319,24 +337,25 @@ squadstack_convert_lead(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("missing \"detail\" for lead \"%s\"", op->lead_id),
 				 errdetail("A conversion needs a detail of 1 to %d characters.",
-						   SQS_MAX_DETAIL_LEN)));
+						   SQUADSTACK_MAX_DETAIL_LEN)));
 	detail = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	len = pg_mbstrlen(detail);
-	if (len == 0)
+	if (squadstack_text_is_blank(detail, strlen(detail)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("empty \"detail\" for lead \"%s\"", op->lead_id),
-				 errdetail("A conversion needs a detail of 1 to %d characters.",
-						   SQS_MAX_DETAIL_LEN)));
-	if (len > SQS_MAX_DETAIL_LEN)
+				 errdetail("A conversion needs a detail of 1 to %d characters, not only spaces or invisible characters.",
+						   SQUADSTACK_MAX_DETAIL_LEN)));
+	if (len > SQUADSTACK_MAX_DETAIL_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("\"detail\" is too long for lead \"%s\"", op->lead_id),
 				 errdetail("A conversion detail has at most %d characters; this one has %d.",
-						   SQS_MAX_DETAIL_LEN, len)));
+						   SQUADSTACK_MAX_DETAIL_LEN, len)));
 
 	op->payload = simple_payload(op->lead_id, detail);
-	PG_RETURN_INT64(sqs_enqueue(campaign, "convert", list_make1(op), false));
+	squadstack_check_lead_bytes(op->lead_id, op->payload);
+	PG_RETURN_INT64(squadstack_enqueue(campaign, "convert", list_make1(op), false));
 }
 
 /*
@@ -355,7 +374,7 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	{
 		char	   *campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-		sqs_check_campaign(campaign);
+		squadstack_check_campaign(campaign);
 		args[0] = CStringGetTextDatum(campaign);
 	}
 	else
@@ -372,7 +391,7 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	}
 
 	SPI_connect();
-	sqs_exec("UPDATE squadstack.outbox "
+	squadstack_exec("UPDATE squadstack.outbox "
 			 "SET state = 'queued', attempts = 0, next_attempt_at = now() "
 			 "WHERE state = 'failed' "
 			 "AND ($1 IS NULL OR campaign_id = $1) "
@@ -381,7 +400,7 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	n = SPI_processed;
 	SPI_finish();
 	if (n > 0)
-		sqs_wake_worker_at_commit();
+		squadstack_wake_worker_at_commit();
 	PG_RETURN_INT64((int64) n);
 }
 
@@ -400,7 +419,7 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (PG_ARGISNULL(1))
 	{
-		sqs_exec("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
+		squadstack_exec("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
 				 1, argtypes, args, NULL, SPI_OK_DELETE);
 	}
 	else
@@ -408,7 +427,7 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 		char	   *token = text_to_cstring(PG_GETARG_TEXT_PP(1));
 		const char *problem = token[0] == '\0' ?
 			"A token is not empty; use NULL to remove a campaign's token." :
-			sqs_token_problem(token);
+			squadstack_token_problem(token);
 
 		if (problem != NULL)
 			ereport(ERROR,
@@ -416,13 +435,13 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 					 errmsg("invalid access token for campaign \"%s\"", campaign),
 					 errdetail_internal("%s", problem)));
 		args[1] = CStringGetTextDatum(token);
-		sqs_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
+		squadstack_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
 				 "VALUES ($1, $2) ON CONFLICT (campaign_id) "
 				 "DO UPDATE SET token = excluded.token, updated_at = now()",
 				 2, argtypes, args, NULL, SPI_OK_INSERT);
 	}
 	SPI_finish();
 	/* a new token may resume a paused campaign */
-	sqs_wake_worker_at_commit();
+	squadstack_wake_worker_at_commit();
 	PG_RETURN_VOID();
 }

@@ -27,7 +27,7 @@
 #define MAX_BODY (1024 * 1024)
 #define MAX_HEADER_VALUE 256
 #define CONNECT_TIMEOUT_MS 10000
-/* as sqs_retry_after_seconds_ms() caps the seconds form: a week */
+/* as squadstack_retry_after_seconds_ms() caps the seconds form: a week */
 #define MAX_RETRY_AFTER_MS ((int64) 7 * 86400 * 1000)
 
 typedef struct Transfer
@@ -145,7 +145,7 @@ parse_retry_after(char *value)
 	if (*value == '\0')
 		return -1;
 
-	ms = sqs_retry_after_seconds_ms(value);
+	ms = squadstack_retry_after_seconds_ms(value);
 	if (ms >= 0)
 		return ms;
 	when = curl_getdate(value, NULL);
@@ -156,8 +156,8 @@ parse_retry_after(char *value)
 }
 
 void
-sqs_http_call(const char *method, const char *url, const char *token,
-			  const char *body, int timeout_ms, SqsHttpResult *res)
+squadstack_http_call(const char *method, const char *url, const char *token,
+			  const char *body, int timeout_ms, SquadstackHttpResult *res)
 {
 	CURL	   *h = get_handle();
 	struct curl_slist *volatile headers = NULL;
@@ -204,7 +204,7 @@ sqs_http_call(const char *method, const char *url, const char *token,
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 						 (long) Min(timeout_ms, CONNECT_TIMEOUT_MS));
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-		curl_easy_setopt(h, CURLOPT_USERAGENT, "squadstack-postgresql/" SQS_VERSION);
+		curl_easy_setopt(h, CURLOPT_USERAGENT, "squadstack-postgresql/" SQUADSTACK_VERSION);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
@@ -272,7 +272,7 @@ sqs_http_call(const char *method, const char *url, const char *token,
 }
 
 bool
-sqs_json_is_valid(const char *buf, size_t len)
+squadstack_json_is_valid(const char *buf, size_t len)
 {
 	struct json_tokener *tok;
 	json_object *obj;

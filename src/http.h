@@ -5,15 +5,15 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_HTTP_H
-#define SQS_HTTP_H
+#ifndef SQUADSTACK_HTTP_H
+#define SQUADSTACK_HTTP_H
 
 #include "version.h"
 
 #include "postgres.h"
 
-struct SqsHttpResult;
-typedef struct SqsHttpResult
+struct SquadstackHttpResult;
+typedef struct SquadstackHttpResult
 {
 	long		status;			/* HTTP status, 0 if there was no answer */
 	char	   *body;			/* palloc'd, NUL-terminated; may be cut short */
@@ -22,18 +22,18 @@ typedef struct SqsHttpResult
 	bool		timed_out;
 	int64		retry_after_ms; /* from Retry-After, -1 if absent or invalid */
 	double		duration_ms;
-} SqsHttpResult;
+} SquadstackHttpResult;
 
 /*
  * Make one HTTP call.  Never raises an ERROR for a network problem (those
  * are reported in *res); a query cancel or termination request aborts the
  * transfer at once and is then raised as usual.
  */
-extern void sqs_http_call(const char *method, const char *url,
+extern void squadstack_http_call(const char *method, const char *url,
 						  const char *token, const char *body,
-						  int timeout_ms, SqsHttpResult *res);
+						  int timeout_ms, SquadstackHttpResult *res);
 
 /* Whether buf holds exactly one JSON value (json-c's parser decides). */
-extern bool sqs_json_is_valid(const char *buf, size_t len);
+extern bool squadstack_json_is_valid(const char *buf, size_t len);
 
 #endif

@@ -12,14 +12,18 @@
  * from the outbox's sequence, so operations keep one order whichever way
  * they were queued.
  *
- * Whoever delivers moves the intake into the outbox at the start of each
- * claim, in the claim's transaction, under a lock that serialises claims: a
- * claim therefore never sees a later operation of a lead in the outbox
- * while an earlier one is still on its way from the intake.  The move
- * touches no row but the intake's and the new outbox rows, so it never
- * waits for a user's transaction; the lead registry learns of a trigger's
- * create when its call is answered, and skip_existing looks for unsent
- * creates in the intake and the outbox meanwhile (enqueue.c).
+ * Whoever delivers moves a campaign's oldest operations from the intake
+ * into the outbox when it is about to make a call for that campaign, a
+ * bounded number at a time, under a lock that serialises claims.  While no
+ * call can be made (the rate limit is used up, the token is paused) the
+ * intake is left alone, so a CRM write then costs one row and its index
+ * entry, not a second indexed write.  A lead's operation in the outbox is
+ * held back while an earlier one of the same lead is still in the intake
+ * (deliver.c), so the order per lead holds.  The move touches no row but
+ * the intake's and the new outbox rows, so it never waits for a user's
+ * transaction; the lead registry learns of a trigger's create when its
+ * call is answered, and skip_existing looks for unsent creates in the
+ * intake and the outbox meanwhile (enqueue.c).
  *
  * No privilege on the intake is checked when writing it: the caller is the
  * extension's own trigger, acting for the extension as a SECURITY DEFINER
@@ -29,22 +33,28 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class_d.h"
 #include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "nodes/execnodes.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
-#include "squadstack.h"
+#include "intake.h"
+#include "shmem.h"
+#include "spi_util.h"
 
 /* squadstack.intake's columns, as the extension script creates them */
 enum
@@ -122,7 +132,7 @@ check_intake_columns(Oid relid)
  * then queue to the outbox as before.
  */
 Oid
-sqs_intake_relid(void)
+squadstack_intake_relid(void)
 {
 	Oid			nsp;
 	Oid			relid;
@@ -154,13 +164,84 @@ sqs_intake_relid(void)
 }
 
 /*
+ * The intake's indexes, built once per backend like the OIDs above: their
+ * IndexInfo is the same for every row, and building it costs a good part
+ * of what a row costs.  Forgotten at any invalidation of the intake.
+ */
+static MemoryContext index_cxt = NULL;
+static int	nindexes = -1;
+static Oid *index_oids = NULL;
+static IndexInfo **index_infos = NULL;
+static uint64 index_invals = 0;
+
+static void
+load_indexes(Relation rel)
+{
+	List	   *indexes;
+	ListCell   *lc;
+	MemoryContext old;
+	int			i = 0;
+
+	if (index_cxt == NULL)
+		index_cxt = AllocSetContextCreate(CacheMemoryContext, "squadstack intake indexes",
+										  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(index_cxt);
+	nindexes = -1;
+	indexes = RelationGetIndexList(rel);
+	old = MemoryContextSwitchTo(index_cxt);
+	index_oids = palloc(sizeof(Oid) * Max(list_length(indexes), 1));
+	index_infos = palloc(sizeof(IndexInfo *) * Max(list_length(indexes), 1));
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		IndexInfo  *info = BuildIndexInfo(index);
+
+		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
+			elog(ERROR, "index \"%s\" of squadstack.intake has expressions",
+				 RelationGetRelationName(index));
+		index_oids[i] = lfirst_oid(lc);
+		index_infos[i] = info;
+		i++;
+		index_close(index, AccessShareLock);
+	}
+	MemoryContextSwitchTo(old);
+	list_free(indexes);
+	nindexes = i;
+	index_invals = intake_invals;
+}
+
+/*
+ * Add the index entries of a row written with table_tuple_insert(), as
+ * the executor would: the intake's indexes are plain column indexes.
+ */
+static void
+insert_index_entries(Relation rel, TupleTableSlot *slot)
+{
+	int			i;
+
+	if (nindexes < 0 || index_invals != intake_invals)
+		load_indexes(rel);
+	for (i = 0; i < nindexes; i++)
+	{
+		Relation	index = index_open(index_oids[i], RowExclusiveLock);
+		Datum		values[INDEX_MAX_KEYS];
+		bool		isnull[INDEX_MAX_KEYS];
+
+		FormIndexDatum(index_infos[i], slot, NULL, values, isnull);
+		index_insert(index, values, isnull, &slot->tts_tid, rel,
+					 UNIQUE_CHECK_NO, false, index_infos[i]);
+		index_close(index, NoLock);
+	}
+}
+
+/*
  * Append one validated operation to squadstack.intake in the current
  * transaction: what INSERT INTO squadstack.intake VALUES (nextval(...),
  * ...) would do, without parsing, planning or starting an executor.
  */
 void
-sqs_intake_insert(Oid relid, const char *campaign, const char *op,
-				  const SqsLeadOp *lop)
+squadstack_intake_insert(Oid relid, const char *campaign, const char *op,
+				  const SquadstackLeadOp *lop)
 {
 	Relation	rel = table_open(relid, RowExclusiveLock);
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
@@ -187,31 +268,50 @@ sqs_intake_insert(Oid relid, const char *campaign, const char *op,
 	ExecStoreVirtualTuple(slot);
 
 	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+	if (rel->rd_rel->relhasindex)
+		insert_index_entries(rel, slot);
 
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
+	squadstack_note_work(campaign);
 }
 
 /*
- * Move everything in the intake into the outbox, keeping ids.  Runs in a
- * claim's transaction, inside SPI.  The lock (on the intake as an object, which no table lock
- * conflicts with) makes claims wait for each other until commit, so that a
- * claim never sees a lead's later operation in the outbox while an earlier
- * one is still on its way there in another claim's transaction.  Returns
- * the number of operations moved.
+ * Take the lock that serialises claims: on the intake as an object, which
+ * no table lock conflicts with, held until commit.  A claim therefore
+ * never sees a lead's later operation in the outbox while an earlier one
+ * is still on its way there in another claim's transaction.
+ */
+void
+squadstack_lock_intake(void)
+{
+	Oid			relid = squadstack_intake_relid();
+
+	if (OidIsValid(relid))
+		LockDatabaseObject(RelationRelationId, relid, 0, ExclusiveLock);
+}
+
+/*
+ * Move a campaign's oldest operations, at most max of them, from the
+ * intake into the outbox, keeping ids.  Runs in a claim's transaction,
+ * inside SPI, after squadstack_lock_intake().  Returns the number moved.
  */
 uint64
-sqs_absorb_intake(void)
+squadstack_absorb_intake(const char *campaign, int max)
 {
-	Oid			relid = sqs_intake_relid();
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		args[2];
 	bool		isnull;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(squadstack_intake_relid()))
 		return 0;
-	LockDatabaseObject(RelationRelationId, relid, 0, ExclusiveLock);
-
-	sqs_exec("WITH moved AS ("
-			 "  DELETE FROM squadstack.intake RETURNING *),"
+	args[0] = CStringGetTextDatum(campaign);
+	args[1] = Int32GetDatum(max);
+	SQUADSTACK_EXEC_KEPT("WITH moved AS ("
+			 "  DELETE FROM squadstack.intake WHERE ctid = ANY (ARRAY("
+			 "    SELECT ctid FROM squadstack.intake WHERE campaign_id = $1"
+			 "    ORDER BY id LIMIT $2))"
+			 "  RETURNING *),"
 			 "queued AS ("
 			 "  INSERT INTO squadstack.outbox"
 			 "    (id, campaign_id, lead_id, op, payload, created_at, next_attempt_at)"
@@ -220,7 +320,7 @@ sqs_absorb_intake(void)
 			 "  FROM moved ORDER BY id"
 			 "  RETURNING 1) "
 			 "SELECT count(*) FROM queued",
-			 0, NULL, NULL, NULL, SPI_OK_SELECT);
+			 2, argtypes, args, NULL, SPI_OK_SELECT);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 									   &isnull));
 }

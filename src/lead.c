@@ -13,77 +13,37 @@
 
 #include <ctype.h>
 
+#include "catalog/pg_type_d.h"
+#include "common/hashfn.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "guc.h"
+#include "lead.h"
 #include "phone.h"
-#include "squadstack.h"
 
-/* one key/value pair of a lead object (SqsLeadField, squadstack.h) */
-typedef SqsLeadField LeadField;
+/* one key/value pair of a lead object (SquadstackLeadField, squadstack.h) */
+typedef SquadstackLeadField LeadField;
 
-/* a lead_id has at most 255 characters, of up to 4 bytes each */
-#define LEAD_ID_KEY_SIZE (SQS_MAX_LEAD_ID_LEN * MAX_MULTIBYTE_CHAR_LEN + 1)
 
-typedef struct LeadIdEntry
-{
-	char		lead_id[LEAD_ID_KEY_SIZE];
-	int			position;
-} LeadIdEntry;
 
-static const char *
-jsonb_type_name(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		case jbvArray:
-			return "array";
-		case jbvObject:
-			return "object";
-		default:
-			return "value";
-	}
-}
-
-static const char *
-jsonb_root_type_name(Jsonb *jb)
-{
-	if (JB_ROOT_IS_SCALAR(jb))
-	{
-		JsonbValue	v;
-
-		if (JsonbExtractScalar(&jb->root, &v))
-			return jsonb_type_name(&v);
-		return "scalar";
-	}
-	return JB_ROOT_IS_OBJECT(jb) ? "object" : "array";
-}
 
 void
-sqs_check_campaign(const char *campaign)
+squadstack_check_campaign(const char *campaign)
 {
 	size_t		len = strlen(campaign);
 	const char *p;
 
-	if (len > SQS_MAX_CAMPAIGN_LEN)
+	if (len > SQUADSTACK_MAX_CAMPAIGN_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("campaign id is too long: %zu characters", len),
 				 errdetail("A campaign id has at most %d characters.",
-						   SQS_MAX_CAMPAIGN_LEN)));
+						   SQUADSTACK_MAX_CAMPAIGN_LEN)));
 	for (p = campaign; *p; p++)
 	{
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
@@ -95,7 +55,7 @@ sqs_check_campaign(const char *campaign)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid campaign id \"%s\"", campaign),
 				 errdetail("A campaign id consists of 1 to %d letters, digits, underscores and dashes.",
-						   SQS_MAX_CAMPAIGN_LEN)));
+						   SQUADSTACK_MAX_CAMPAIGN_LEN)));
 }
 
 /*
@@ -103,9 +63,12 @@ sqs_check_campaign(const char *campaign)
  * anything else.  context names the lead for messages ("lead at position 3").
  */
 char *
-sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
+squadstack_lead_id_from_jsonb(JsonbValue *v, const char *context)
 {
 	char	   *id;
+	int			len;
+	int			i;
+	int			nchars;
 
 	if (v->type == jbvNull)
 		ereport(ERROR,
@@ -129,19 +92,37 @@ sqs_lead_id_from_jsonb(JsonbValue *v, const char *context)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid \"lead_id\" for %s", context),
 				 errdetail("A lead_id is a string or an integer, not a JSON %s.",
-						   jsonb_type_name(v))));
+						   squadstack_jsonb_type_name(v))));
 
 	if (id[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("empty \"lead_id\" for %s", context),
-				 errdetail("A lead_id has 1 to %d characters.", SQS_MAX_LEAD_ID_LEN)));
-	if (pg_mbstrlen(id) > SQS_MAX_LEAD_ID_LEN)
+				 errdetail("A lead_id has 1 to %d characters.", SQUADSTACK_MAX_LEAD_ID_LEN)));
+
+	/*
+	 * One pass counts the characters and looks for controls, which would
+	 * turn up in URLs, logs and messages (a line break in a log line).
+	 */
+	len = strlen(id);
+	for (i = 0, nchars = 0; i < len; nchars++)
+	{
+		pg_wchar	c;
+
+		i += squadstack_next_char(id + i, len - i, &c);
+		if (c < 0x20 || (c >= 0x7F && c <= 0x9F))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid \"lead_id\" for %s", context),
+					 errdetail("A lead_id has no control characters; character %d is U+%04X.",
+							   nchars + 1, (unsigned int) c)));
+	}
+	if (nchars > SQUADSTACK_MAX_LEAD_ID_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("\"lead_id\" is too long for %s", context),
 				 errdetail("A lead_id has at most %d characters; this one has %d.",
-						   SQS_MAX_LEAD_ID_LEN, pg_mbstrlen(id))));
+						   SQUADSTACK_MAX_LEAD_ID_LEN, nchars)));
 	return id;
 }
 
@@ -156,21 +137,18 @@ lead_fields(JsonbContainer *obj, LeadField **fields)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	int			n = 0;
-	int			cap = 8;
+	int			cap = Max(JsonContainerSize(obj), 1);
 	LeadField  *out = palloc(sizeof(LeadField) * cap);
 	char	   *key = NULL;
 
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (tok == WJB_KEY)
 			key = pnstrdup(v.val.string.val, v.val.string.len);
 		else if (tok == WJB_VALUE)
 		{
-			if (n == cap)
-			{
-				cap *= 2;
-				out = repalloc(out, sizeof(LeadField) * cap);
-			}
+			Assert(n < cap);
 			out[n].key = key;
 			out[n].value = v;
 			n++;
@@ -192,54 +170,71 @@ find_field(LeadField *fields, int n, const char *key)
 }
 
 /* The JSON value for the lead's container at position pos, which must be an object. */
-static JsonbContainer *
-lead_object(JsonbValue *elem, int pos)
+JsonbContainer *
+squadstack_lead_object(JsonbValue *elem, int pos)
 {
 	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lead at position %d is not a JSON object", pos),
 				 errdetail("Got a JSON %s; a lead is an object such as {\"lead_id\": \"L1\", \"phone_number\": \"9876543210\", \"contact_name\": \"Asha Rao\"}.",
-						   jsonb_type_name(elem))));
+						   squadstack_jsonb_type_name(elem))));
 	return elem->val.binary.data;
 }
 
 /*
  * Validate and normalise a phone number field; returns the JSON value to
- * send.
+ * send.  Messages never quote the number: they land in the server log,
+ * where erasing a lead cannot reach them.
  */
 static JsonbValue
 check_phone(JsonbValue *v, const char *lead_id)
 {
-	char		digits[SQS_PHONE_BUFSIZE];
+	char		digits[SQUADSTACK_PHONE_BUFSIZE];
 	char	   *given;
 	JsonbValue	out;
 
 	if (v->type == jbvString)
 		given = pnstrdup(v->val.string.val, v->val.string.len);
 	else if (v->type == jbvNumeric)
+	{
+		const char *p;
+
 		given = DatumGetCString(DirectFunctionCall1(numeric_out,
 													NumericGetDatum(v->val.numeric)));
+
+		/*
+		 * A sign or a fraction is no part of a phone number, though
+		 * dropping the separators would make one of -98765.43210.
+		 */
+		for (p = given; *p; p++)
+			if (*p < '0' || *p > '9')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid \"phone_number\" for lead \"%s\"", lead_id),
+						 errdetail("A phone number given as a JSON number is a whole number without a sign or a decimal point."),
+						 errhint("Give the phone number as a JSON string to keep its formatting.")));
+	}
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid \"phone_number\" for lead \"%s\"", lead_id),
 				 errdetail("A phone number is a JSON string or number, not a JSON %s.",
-						   jsonb_type_name(v))));
+						   squadstack_jsonb_type_name(v))));
 
-	if (!sqs_phone_normalise(given, strlen(given), digits))
+	if (!squadstack_phone_normalise(given, strlen(given), digits))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid phone number for lead \"%s\": \"%s\"", lead_id, given),
+				 errmsg("invalid phone number for lead \"%s\"", lead_id),
 				 errdetail("An Indian phone number has exactly 10 digits, the first not 0, after removing spaces, tabs, dashes, dots, parentheses and one prefix +91, 0091, 91 or 0.")));
 
 	out.type = jbvString;
-	switch (sqs_phone_format)
+	switch (squadstack_phone_format)
 	{
-		case SQS_PHONE_NATIONAL:
+		case SQUADSTACK_PHONE_NATIONAL:
 			out.val.string.val = pstrdup(digits);
 			break;
-		case SQS_PHONE_AS_GIVEN:
+		case SQUADSTACK_PHONE_AS_GIVEN:
 			out.val.string.val = given;
 			break;
 		default:
@@ -253,21 +248,52 @@ check_phone(JsonbValue *v, const char *lead_id)
 static void
 check_contact_name(JsonbValue *v, const char *lead_id)
 {
-	int			i;
-
 	if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid \"contact_name\" for lead \"%s\"", lead_id),
 				 errdetail("A contact name is a non-empty JSON string, not a JSON %s.",
-						   jsonb_type_name(v))));
-	for (i = 0; i < v->val.string.len; i++)
-		if (!isspace((unsigned char) v->val.string.val[i]))
-			return;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("empty \"contact_name\" for lead \"%s\"", lead_id),
-			 errdetail("A contact name is a non-empty JSON string.")));
+						   squadstack_jsonb_type_name(v))));
+	if (squadstack_text_is_blank(v->val.string.val, v->val.string.len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("empty \"contact_name\" for lead \"%s\"", lead_id),
+				 errdetail("A contact name is a non-empty JSON string, not only spaces or invisible characters.")));
+}
+
+/*
+ * Refuse a key that looks like a reserved field but is not one, before a
+ * required field is missed because of it.  lead_id is NULL while the lead
+ * has none; the lead is then named by its position.
+ */
+static void
+check_field_names(LeadField *fields, int n, const char *lead_id, int pos)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const char *reserved = squadstack_reserved_field_lookalike(fields[i].key);
+
+		if (reserved == NULL)
+			continue;
+		if (lead_id != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid field name \"%s\" for lead \"%s\"",
+							fields[i].key, lead_id),
+					 errdetail("The name differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
+							   reserved),
+					 errhint("Name the field \"%s\".", reserved)));
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid field name \"%s\" for lead at position %d",
+							fields[i].key, pos),
+					 errdetail("The name differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
+							   reserved),
+					 errhint("Name the field \"%s\".", reserved)));
+	}
 }
 
 static void
@@ -283,12 +309,12 @@ check_custom_field(LeadField *f, const char *lead_id)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid custom field \"%s\" for lead \"%s\"", f->key, lead_id),
 				 errdetail("Custom field values are JSON strings, numbers, booleans or null, not a JSON %s.",
-						   jsonb_type_name(&f->value))));
+						   squadstack_jsonb_type_name(&f->value))));
 }
 
 /* Push "key": value into the object being built. */
 void
-sqs_push_pair(JsonbParseState **state, const char *key, JsonbValue *value)
+squadstack_push_pair(JsonbParseState **state, const char *key, JsonbValue *value)
 {
 	JsonbValue	k;
 
@@ -301,14 +327,14 @@ sqs_push_pair(JsonbParseState **state, const char *key, JsonbValue *value)
 
 /* Push "key": "value" into the object being built. */
 void
-sqs_push_string_pair(JsonbParseState **state, const char *key, const char *value)
+squadstack_push_string_pair(JsonbParseState **state, const char *key, const char *value)
 {
 	JsonbValue	v;
 
 	v.type = jbvString;
 	v.val.string.val = (char *) value;
 	v.val.string.len = strlen(value);
-	sqs_push_pair(state, key, &v);
+	squadstack_push_pair(state, key, &v);
 }
 
 /*
@@ -316,23 +342,29 @@ sqs_push_string_pair(JsonbParseState **state, const char *key, const char *value
  * keys, and build its payload.  For a create every required field must be
  * there; for an update lead_id and at least one other field.
  */
-static SqsLeadOp *
+static SquadstackLeadOp *
 parse_fields(LeadField *fields, int n, int pos, bool is_update)
 {
 	JsonbValue *v;
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
-	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
-	char	   *context = psprintf("lead at position %d", pos);
+	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
+	char		context[32];
+	int64		bytes = 2;		/* {} */
 	int			i;
 
+	snprintf(context, sizeof(context), "lead at position %d", pos);
 	v = find_field(fields, n, "lead_id");
 	if (v == NULL)
+	{
+		check_field_names(fields, n, NULL, pos);
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("missing \"lead_id\" for %s", context),
 				 errdetail("Every lead needs a lead_id.")));
-	op->lead_id = sqs_lead_id_from_jsonb(v, context);
+	}
+	op->lead_id = squadstack_lead_id_from_jsonb(v, context);
+	check_field_names(fields, n, op->lead_id, pos);
 
 	if (!is_update)
 	{
@@ -361,6 +393,7 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 		LeadField  *f = &fields[i];
 		JsonbValue	val = f->value;
 
+		CHECK_FOR_INTERRUPTS();
 		if (strcmp(f->key, "phone_number") == 0)
 		{
 			if (val.type == jbvNull)
@@ -380,16 +413,18 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 		else if (strcmp(f->key, "lead_id") != 0)
 			check_custom_field(f, op->lead_id);
 
-		sqs_push_pair(&state, f->key, &val);
+		bytes += squadstack_json_pair_bytes(f->key, strlen(f->key), &val, i == 0);
+		squadstack_push_pair(&state, f->key, &val);
 	}
+	squadstack_check_lead_size(op->lead_id, bytes);
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	op->payload = JsonbValueToJsonb(res);
 	return op;
 }
 
 /* Validate one lead object and build its payload. */
-static SqsLeadOp *
-parse_lead(JsonbContainer *obj, int pos, bool is_update)
+SquadstackLeadOp *
+squadstack_parse_lead(JsonbContainer *obj, int pos, bool is_update)
 {
 	LeadField  *fields;
 	int			n = lead_fields(obj, &fields);
@@ -403,15 +438,15 @@ parse_lead(JsonbContainer *obj, int pos, bool is_update)
  * squadstack_update_lead() validate one lead object, without building and
  * reading back that object.
  */
-SqsLeadOp *
-sqs_parse_lead_fields(SqsLeadField *fields, int n, bool is_update)
+SquadstackLeadOp *
+squadstack_parse_lead_fields(SquadstackLeadField *fields, int n, bool is_update)
 {
 	return parse_fields(fields, n, 1, is_update);
 }
 
 /* Whether key a comes before key b in a jsonb object: shorter first. */
 int
-sqs_jsonb_key_cmp(const char *a, const char *b)
+squadstack_jsonb_key_cmp(const char *a, const char *b)
 {
 	size_t		la = strlen(a);
 	size_t		lb = strlen(b);
@@ -422,125 +457,23 @@ sqs_jsonb_key_cmp(const char *a, const char *b)
 }
 
 /* A payload of just {"lead_id": ...}, keeping the id's JSON type. */
-static Jsonb *
-lead_id_payload(JsonbValue *id)
+Jsonb *
+squadstack_lead_id_payload(const char *lead_id, JsonbValue *id)
 {
 	JsonbParseState *state = NULL;
 
+	/* {"lead_id": <id>} */
+	squadstack_check_lead_size(lead_id, 2 + squadstack_json_pair_bytes("lead_id", 7, id, true));
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	sqs_push_pair(&state, "lead_id", id);
+	squadstack_push_pair(&state, "lead_id", id);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
-/* Reject a lead_id seen earlier in the same call. */
-static void
-check_unique(HTAB *seen, const char *lead_id, int pos)
-{
-	LeadIdEntry *e;
-	bool		found;
-	char		key[LEAD_ID_KEY_SIZE];
-
-	MemSet(key, 0, sizeof(key));
-	strlcpy(key, lead_id, sizeof(key));
-	e = hash_search(seen, key, HASH_ENTER, &found);
-	if (found)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("duplicate lead_id \"%s\" at positions %d and %d",
-						lead_id, e->position, pos),
-				 errdetail("A lead_id may appear only once in one call.")));
-	if (!found)
-		e->position = pos;
-}
-
-static HTAB *
-lead_id_set(void)
-{
-	HASHCTL		ctl;
-
-	ctl.keysize = LEAD_ID_KEY_SIZE;
-	ctl.entrysize = sizeof(LeadIdEntry);
-	ctl.hcxt = CurrentMemoryContext;
-	return hash_create("squadstack lead ids", 64, &ctl,
-					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-}
-
-/*
- * Walk the leads argument: an array of elements or one element.  calls fn
- * for each with its 1-based position.
- */
-typedef SqsLeadOp *(*lead_elem_fn) (JsonbValue *elem, int pos);
-
-static List *
-parse_lead_list(Jsonb *leads, const char *argname, bool scalars_ok,
-				lead_elem_fn fn)
-{
-	List	   *ops = NIL;
-	HTAB	   *seen = NULL;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	int			pos = 0;
-
-	if (JB_ROOT_IS_SCALAR(leads))
-	{
-		if (!scalars_ok)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s must be a JSON array or object, not a JSON %s",
-							argname, jsonb_root_type_name(leads))));
-		JsonbExtractScalar(&leads->root, &v);
-		ops = lappend(ops, fn(&v, 1));
-		return ops;
-	}
-	if (JB_ROOT_IS_OBJECT(leads))
-	{
-		v.type = jbvBinary;
-		v.val.binary.data = &leads->root;
-		v.val.binary.len = VARSIZE(leads) - VARHDRSZ;
-		ops = lappend(ops, fn(&v, 1));
-		return ops;
-	}
-
-	it = JsonbIteratorInit(&leads->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		SqsLeadOp  *op;
-
-		if (tok != WJB_ELEM)
-			continue;
-		pos++;
-		op = fn(&v, pos);
-		/* made only for arrays: a trigger's single lead pays nothing */
-		if (seen == NULL)
-			seen = lead_id_set();
-		check_unique(seen, op->lead_id, pos);
-		ops = lappend(ops, op);
-	}
-	if (pos == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be an empty array", argname)));
-	return ops;
-}
-
-static SqsLeadOp *
-create_elem(JsonbValue *elem, int pos)
-{
-	return parse_lead(lead_object(elem, pos), pos, false);
-}
-
-List *
-sqs_parse_create_leads(Jsonb *leads)
-{
-	return parse_lead_list(leads, "leads", false, create_elem);
-}
-
 /* A lead to disable: "L1", 17 or {"lead_id": "L1"}. */
-static SqsLeadOp *
-disable_elem(JsonbValue *elem, int pos)
+SquadstackLeadOp *
+squadstack_parse_disable_elem(JsonbValue *elem, int pos)
 {
-	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
+	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
 	char	   *context = psprintf("lead at position %d", pos);
 	JsonbValue *id = elem;
 
@@ -550,8 +483,10 @@ disable_elem(JsonbValue *elem, int pos)
 		int			n;
 		int			i;
 
-		n = lead_fields(lead_object(elem, pos), &fields);
+		n = lead_fields(squadstack_lead_object(elem, pos), &fields);
 		id = find_field(fields, n, "lead_id");
+		if (id == NULL)
+			check_field_names(fields, n, NULL, pos);
 		if (id == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -564,33 +499,13 @@ disable_elem(JsonbValue *elem, int pos)
 						 errmsg("unexpected field \"%s\" for %s", fields[i].key, context),
 						 errdetail("A lead to disable is given by its lead_id alone.")));
 	}
-	op->lead_id = sqs_lead_id_from_jsonb(id, context);
-	op->payload = lead_id_payload(id);
+	op->lead_id = squadstack_lead_id_from_jsonb(id, context);
+	op->payload = squadstack_lead_id_payload(op->lead_id, id);
 	return op;
 }
 
-/*
- * A lead given by its lead_id value alone, as a sync trigger has it for a
- * disable or a delete; validated as {"lead_id": ...} is.
- */
-SqsLeadOp *
-sqs_parse_lead_id(JsonbValue *id)
-{
-	SqsLeadOp  *op = palloc(sizeof(SqsLeadOp));
-
-	op->lead_id = sqs_lead_id_from_jsonb(id, "lead at position 1");
-	op->payload = lead_id_payload(id);
-	return op;
-}
-
-List *
-sqs_parse_disable_leads(Jsonb *lead_ids)
-{
-	return parse_lead_list(lead_ids, "lead_ids", true, disable_elem);
-}
-
-SqsLeadOp *
-sqs_parse_update_lead(Jsonb *lead)
+SquadstackLeadOp *
+squadstack_parse_update_lead(Jsonb *lead)
 {
 	JsonbValue	v;
 
@@ -598,10 +513,10 @@ sqs_parse_update_lead(Jsonb *lead)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lead must be a JSON object, not a JSON %s",
-						jsonb_root_type_name(lead)),
+						squadstack_jsonb_root_type_name(lead)),
 				 errdetail("An update is an object with lead_id and the fields to change.")));
 	v.type = jbvBinary;
 	v.val.binary.data = &lead->root;
 	v.val.binary.len = VARSIZE(lead) - VARHDRSZ;
-	return parse_lead(v.val.binary.data, 1, true);
+	return squadstack_parse_lead(v.val.binary.data, 1, true);
 }

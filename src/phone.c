@@ -15,7 +15,7 @@
 #define PHONE_SCRATCH 16
 
 bool
-sqs_phone_normalise(const char *input, size_t len, char *digits)
+squadstack_phone_normalise(const char *input, size_t len, char *digits)
 {
 	char		buf[PHONE_SCRATCH];
 	size_t		n = 0;

@@ -5,14 +5,14 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SQS_PHONE_H
-#define SQS_PHONE_H
+#ifndef SQUADSTACK_PHONE_H
+#define SQUADSTACK_PHONE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 /* "+91" + 10 digits + NUL */
-#define SQS_PHONE_BUFSIZE 14
+#define SQUADSTACK_PHONE_BUFSIZE 14
 
 /*
  * Normalise an Indian phone number.  Spaces, dashes, dots and parentheses
@@ -22,6 +22,6 @@
  * On success writes the ten digits, NUL-terminated, to digits (at least 11
  * bytes) and returns true.
  */
-extern bool sqs_phone_normalise(const char *input, size_t len, char *digits);
+extern bool squadstack_phone_normalise(const char *input, size_t len, char *digits);
 
 #endif

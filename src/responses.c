@@ -31,39 +31,16 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "http.h"
-#include "squadstack.h"
+#include "limiter.h"
+#include "responses.h"
+#include "spi_util.h"
+#include "token.h"
 
-PG_FUNCTION_INFO_V1(squadstack_sync_responses);
 
 #define PAGE_SIZE 100
 #define MAX_PAGES 100000
 /* the longest a sync waits for rate budget before giving up */
 #define MAX_BUDGET_WAIT_MS (10 * 60 * 1000)
-
-Datum
-squadstack_sync_responses(PG_FUNCTION_ARGS)
-{
-	SqsJob		job;
-	char	   *campaign;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("campaign must not be null")));
-	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	sqs_check_campaign(campaign);
-
-	memset(&job, 0, sizeof(job));
-	job.kind = SQS_JOB_SYNC_RESPONSES;
-	strlcpy(job.campaign, campaign, sizeof(job.campaign));
-	if (!PG_ARGISNULL(1))
-	{
-		job.has_since = true;
-		job.since = PG_GETARG_TIMESTAMPTZ(1);
-	}
-	PG_RETURN_INT64(sqs_run_job(&job));
-}
 
 /* seconds since the Unix epoch, as the endpoint's filters want them */
 static double
@@ -75,7 +52,7 @@ unix_seconds(TimestampTz ts)
 
 /* Where to start: the given time, else where the last sync got to. */
 static bool
-start_cursor(const SqsJob *job, TimestampTz *cursor)
+start_cursor(const SquadstackResponsesRequest *job, TimestampTz *cursor)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -87,7 +64,7 @@ start_cursor(const SqsJob *job, TimestampTz *cursor)
 		return true;
 	}
 	args[0] = CStringGetTextDatum(job->campaign);
-	sqs_exec("SELECT last_processed_at FROM squadstack.response_sync"
+	SQUADSTACK_EXEC_KEPT("SELECT last_processed_at FROM squadstack.response_sync"
 			 " WHERE campaign_id = $1",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -102,33 +79,32 @@ start_cursor(const SqsJob *job, TimestampTz *cursor)
  * token paused until it changes ends the sync.
  */
 static int64
-reserve_call(const SqsConfig *cfg, const char *token_id, const char *campaign)
+reserve_call(const SquadstackConfig *cfg, const char *token_id, const char *campaign)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   MAX_BUDGET_WAIT_MS);
 
 	for (;;)
 	{
-		SqsDeliveryResult r;
+		SquadstackAdmit	admit;
 		int64		call_id = 0;
 		long		secs;
 		int			usecs;
 
-		memset(&r, 0, sizeof(r));
-		sqs_begin_step("squadstack: waiting for rate budget");
-		if (sqs_admit_call(cfg, token_id, &r))
-			call_id = sqs_log_call_start(token_id, campaign, "responses", "GET", 0);
-		sqs_end_step();
+		squadstack_begin_step("squadstack: waiting for rate budget");
+		if (squadstack_admit_call(cfg, token_id, &admit) == SQUADSTACK_ADMITTED)
+			call_id = squadstack_log_call_start(token_id, campaign, "responses", "GET", 0);
+		squadstack_end_step();
 		if (call_id != 0)
 			return call_id;
 
-		if (r.next_wakeup == 0 || r.next_wakeup > deadline)
+		if (admit.until == 0 || admit.until > deadline)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("could not sync responses for campaign \"%s\": waiting for %s",
-							campaign, r.waiting_for ? r.waiting_for : "the API"),
+							campaign, squadstack_admission_wait_text(admit.result)),
 					 errhint("See squadstack.queue_status; the next sync continues where this one stopped.")));
-		TimestampDifference(GetCurrentTimestamp(), r.next_wakeup, &secs, &usecs);
+		TimestampDifference(GetCurrentTimestamp(), admit.until, &secs, &usecs);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 secs * 1000 + usecs / 1000 + 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -151,7 +127,7 @@ store_page(const char *body, TimestampTz *latest, bool *has_latest, bool *more)
 	Datum		d;
 	int64		stored;
 
-	sqs_exec("SELECT jsonb_typeof($1) = 'object'"
+	SQUADSTACK_EXEC_KEPT("SELECT jsonb_typeof($1) = 'object'"
 			 " AND jsonb_typeof($1->'results') = 'array',"
 			 " coalesce(jsonb_typeof($1->'next') NOT IN ('null'), false)",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
@@ -162,7 +138,7 @@ store_page(const char *body, TimestampTz *latest, bool *has_latest, bool *more)
 				 errdetail("Expected an object with a \"results\" array.")));
 	*more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
-	sqs_exec("WITH ins AS ("
+	SQUADSTACK_EXEC_KEPT("WITH ins AS ("
 			 "  INSERT INTO squadstack.webhook_inbox (payload)"
 			 "  SELECT r FROM jsonb_array_elements($1->'results') AS r"
 			 "  RETURNING processed_at) "
@@ -190,7 +166,7 @@ save_cursor(const char *campaign, TimestampTz latest, bool has_latest, int64 sto
 	if (!has_latest)
 		nulls[1] = 'n';
 	args[2] = Int64GetDatum(stored);
-	sqs_exec("INSERT INTO squadstack.response_sync AS s"
+	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.response_sync AS s"
 			 " (campaign_id, last_processed_at, last_synced_at, last_stored)"
 			 " VALUES ($1, $2, now(), $3)"
 			 " ON CONFLICT (campaign_id) DO UPDATE SET"
@@ -200,7 +176,7 @@ save_cursor(const char *campaign, TimestampTz latest, bool has_latest, int64 sto
 }
 
 int64
-sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
+squadstack_sync_responses_run(const SquadstackConfig *cfg, const SquadstackResponsesRequest *job)
 {
 	char	   *token;
 	char	   *token_id = NULL;
@@ -218,15 +194,15 @@ sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
 	while (len > 0 && cfg->api_url[len - 1] == '/')
 		len--;
 
-	sqs_begin_step("squadstack: starting a response sync");
-	token = sqs_campaign_token(job->campaign, cfg);
+	squadstack_begin_step("squadstack: starting a response sync");
+	token = squadstack_campaign_token(job->campaign, cfg);
 	if (token != NULL)
 	{
 		token = MemoryContextStrdup(TopMemoryContext, token);
-		token_id = MemoryContextStrdup(TopMemoryContext, sqs_token_id(token));
+		token_id = MemoryContextStrdup(TopMemoryContext, squadstack_token_id(token));
 	}
 	has_cursor = start_cursor(job, &cursor);
-	sqs_end_step();
+	squadstack_end_step();
 	if (token == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -237,7 +213,7 @@ sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
 	{
 		int64		call_id;
 		char	   *url;
-		SqsHttpResult res;
+		SquadstackHttpResult res;
 		const char *failure = NULL;
 		bool		more = false;
 
@@ -253,13 +229,13 @@ sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
 		else
 			url = psprintf("%.*s/leads/responses/%s/?page=%d&page_size=%d",
 						   (int) len, cfg->api_url, job->campaign, page, PAGE_SIZE);
-		sqs_http_call("GET", url, token, NULL, cfg->request_timeout_ms, &res);
+		squadstack_http_call("GET", url, token, NULL, cfg->request_timeout_ms, &res);
 		MemoryContextSwitchTo(TopMemoryContext);
 
-		sqs_begin_step("squadstack: storing responses");
-		if (res.status == 200 && sqs_json_is_valid(res.body, res.body_len))
+		squadstack_begin_step("squadstack: storing responses");
+		if (res.status == 200 && squadstack_json_is_valid(res.body, res.body_len))
 		{
-			sqs_log_call_end(call_id, &res, NULL);
+			squadstack_log_call_end(call_id, &res, NULL);
 			stored += store_page(res.body, &latest, &has_latest, &more);
 		}
 		else
@@ -267,16 +243,16 @@ sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
 			char	   *error = res.status == 0 ?
 				(res.error ? res.error : "no answer") :
 				psprintf("HTTP %ld: %s", res.status,
-						 sqs_clean_text(res.body, res.body_len, 500));
+						 squadstack_clean_text(res.body, res.body_len, 500));
 
-			sqs_log_call_end(call_id, &res, error);
-			(void) sqs_pause_token_if_needed(cfg, token_id, &res);
+			squadstack_log_call_end(call_id, &res, error);
+			(void) squadstack_pause_token_if_needed(cfg, token_id, &res);
 			if (page > 1 && res.status == 404)
 				;				/* past the last page */
 			else
 				failure = MemoryContextStrdup(pagecxt, error);	/* outlives SPI */
 		}
-		sqs_end_step();
+		squadstack_end_step();
 
 		if (failure != NULL)
 		{
@@ -298,8 +274,8 @@ sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job)
 	}
 
 	/* only a complete sync moves the cursor, so an interrupted one loses nothing */
-	sqs_begin_step("squadstack: saving the response sync state");
+	squadstack_begin_step("squadstack: saving the response sync state");
 	save_cursor(job->campaign, has_latest ? latest : cursor, has_latest || has_cursor, stored);
-	sqs_end_step();
+	squadstack_end_step();
 	return stored;
 }

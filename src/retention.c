@@ -17,8 +17,8 @@
 #include "pgstat.h"
 #include "utils/snapmgr.h"
 
-#include "squadstack.h"
-#include "worker.h"
+#include "retention.h"
+#include "spi_util.h"
 
 #define RETENTION_BATCH 1000
 /* bounded: a huge backlog of old rows is worked off over several runs */
@@ -39,7 +39,7 @@ delete_batch(const char *sql, int retention_s)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "squadstack: deleting old rows");
-	sqs_exec(sql, 2, argtypes, args, NULL, SPI_OK_DELETE);
+	squadstack_exec(sql, 2, argtypes, args, NULL, SPI_OK_DELETE);
 	n = SPI_processed;
 	SPI_finish();
 	PopActiveSnapshot();
@@ -50,7 +50,7 @@ delete_batch(const char *sql, int retention_s)
 }
 
 void
-sqs_retention_run(int retention_s, int rate_window_ms)
+squadstack_retention_run(int retention_s, int rate_window_ms)
 {
 	static const char *const queries[] = {
 		"DELETE FROM squadstack.outbox WHERE id IN ("

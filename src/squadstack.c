@@ -1,248 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * squadstack.c
- *		Module entry point and configuration (GUCs).
+ *		Module entry point: settings, the worker, shared memory.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <limits.h>
-
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
-#include "squadstack.h"
-#include "version.h"
+#include "guc.h"
+#include "shmem.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
 
 PG_FUNCTION_INFO_V1(squadstack_library_version);
 
-char	   *sqs_api_url = NULL;
-char	   *sqs_token = NULL;
-int			sqs_rate_limit = 100;
-int			sqs_rate_window_ms = 60000;
-int			sqs_batch_size = 100;
-int			sqs_request_timeout_ms = 30000;
-int			sqs_max_attempts = 12;
-int			sqs_retry_base_ms = 1000;
-int			sqs_retry_max_ms = 3600000;
-int			sqs_phone_format = SQS_PHONE_E164;
-
-static const struct config_enum_entry phone_format_options[] = {
-	{"e164", SQS_PHONE_E164, false},
-	{"national", SQS_PHONE_NATIONAL, false},
-	{"as_given", SQS_PHONE_AS_GIVEN, false},
-	{NULL, 0, false}
-};
-
 void		_PG_init(void);
-
-/*
- * The token goes wherever api_url points, so only http and https URLs of a
- * sane length are accepted.
- */
-static bool
-check_api_url(char **newval, void **extra, GucSource source)
-{
-	const char *url = *newval;
-
-	if (url == NULL)
-		return true;
-	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-	{
-		GUC_check_errdetail("The URL must start with \"http://\" or \"https://\".");
-		return false;
-	}
-	if (strlen(url) >= SQS_URL_MAX - 128)
-	{
-		GUC_check_errdetail("The URL must be shorter than %d bytes.",
-							SQS_URL_MAX - 128);
-		return false;
-	}
-	return true;
-}
-
-static bool
-check_token(char **newval, void **extra, GucSource source)
-{
-	const char *problem;
-
-	if (*newval == NULL)
-		return true;
-	problem = sqs_token_problem(*newval);
-	if (problem != NULL)
-	{
-		/* the default message would quote the rejected value: the token */
-		GUC_check_errmsg("invalid value for parameter \"%s\"", "squadstack.token");
-		GUC_check_errdetail("%s", problem);
-		return false;
-	}
-	return true;
-}
-
-static bool
-check_webhook_timezone(char **newval, void **extra, GucSource source)
-{
-	if (*newval == NULL || pg_tzset(*newval) == NULL)
-	{
-		GUC_check_errdetail("The time zone must be a name such as \"UTC\" or \"Asia/Kolkata\".");
-		return false;
-	}
-	return true;
-}
-
-void
-sqs_config_from_gucs(SqsConfig *cfg)
-{
-	memset(cfg, 0, sizeof(*cfg));
-	strlcpy(cfg->api_url, sqs_api_url ? sqs_api_url : "", sizeof(cfg->api_url));
-	strlcpy(cfg->token, sqs_token ? sqs_token : "", sizeof(cfg->token));
-	cfg->rate_limit = sqs_rate_limit;
-	cfg->rate_window_ms = sqs_rate_window_ms;
-	cfg->batch_size = sqs_batch_size;
-	cfg->request_timeout_ms = sqs_request_timeout_ms;
-	cfg->max_attempts = sqs_max_attempts;
-	cfg->retry_base_ms = sqs_retry_base_ms;
-	cfg->retry_max_ms = Max(sqs_retry_max_ms, sqs_retry_base_ms);
-}
 
 void
 _PG_init(void)
 {
-	DefineCustomStringVariable("squadstack.api_url",
-							   "Base URL of the SquadStack API.",
-							   "Every call, and with it the access token, goes to this URL.",
-							   &sqs_api_url,
-							   "https://api.squadstack.com/api/v4",
-							   PGC_SUSET,
-							   0,
-							   check_api_url, NULL, NULL);
-
-	DefineCustomStringVariable("squadstack.token",
-							   "Access token used by campaigns without a token of their own.",
-							   NULL,
-							   &sqs_token,
-							   "",
-							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   check_token, NULL, NULL);
-
-	DefineCustomIntVariable("squadstack.rate_limit",
-							"Most API calls per rate window for one access token.",
-							NULL,
-							&sqs_rate_limit,
-							100, 1, 100000,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("squadstack.rate_window",
-							"Length of the rate limit window.",
-							NULL,
-							&sqs_rate_window_ms,
-							60000, 100, 86400000,
-							PGC_SUSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("squadstack.batch_size",
-							"Most leads in one create or disable call.",
-							NULL,
-							&sqs_batch_size,
-							100, 1, 10000,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("squadstack.request_timeout",
-							"Longest time one HTTP call may take.",
-							"Connecting gets at most 10 seconds of it.",
-							&sqs_request_timeout_ms,
-							30000, 100, 3600000,
-							PGC_SUSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("squadstack.max_attempts",
-							"Tries for an operation whose calls fail in a retryable way.",
-							"After that many tries the operation is marked failed.",
-							&sqs_max_attempts,
-							12, 1, 1000,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("squadstack.retry_base",
-							"First retry delay; it doubles with every further attempt.",
-							"Each delay is drawn at random between zero and the doubled value (full jitter).",
-							&sqs_retry_base_ms,
-							1000, 1, 86400000,
-							PGC_SUSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("squadstack.retry_max",
-							"Longest retry delay.",
-							NULL,
-							&sqs_retry_max_ms,
-							3600000, 1, 86400000,
-							PGC_SUSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("squadstack.phone_format",
-							 "How phone numbers are sent: e164, national or as_given.",
-							 NULL,
-							 &sqs_phone_format,
-							 SQS_PHONE_E164,
-							 phone_format_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomStringVariable("squadstack.webhook_secret",
-							   "Secret a webhook delivery must present to squadstack_receive_webhook().",
-							   "Empty means no secret is required.",
-							   &sqs_webhook_secret,
-							   "",
-							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
-
-	DefineCustomStringVariable("squadstack.webhook_timezone",
-							   "Time zone of webhook timestamps that carry no offset.",
-							   NULL,
-							   &sqs_webhook_timezone,
-							   "UTC",
-							   PGC_SUSET,
-							   0,
-							   check_webhook_timezone, NULL, NULL);
-
-	DefineCustomIntVariable("squadstack.retention",
-							"How long sent operations and API call records are kept.",
-							"The background worker deletes older ones in small batches.",
-							&sqs_retention_s,
-							7 * 86400, 3600, INT_MAX,
-							PGC_SIGHUP,
-							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	/* a postmaster setting can only be defined while preloading */
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomStringVariable("squadstack.database_name",
-								   "Database the background worker delivers from.",
-								   "The extension must be created in this database.",
-								   &sqs_database_name,
-								   "postgres",
-								   PGC_POSTMASTER,
-								   0,
-								   NULL, NULL, NULL);
+	squadstack_define_gucs();
 
 	/* last: it removes placeholders of settings not defined by now */
 	MarkGUCPrefixReserved("squadstack");
@@ -250,13 +33,13 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	sqs_shmem_init();
-	sqs_worker_register();
+	squadstack_shmem_init();
+	squadstack_worker_register();
 }
 
 /* The version of this library; the update scripts check it. */
 Datum
 squadstack_library_version(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(SQS_VERSION));
+	PG_RETURN_TEXT_P(cstring_to_text(SQUADSTACK_VERSION));
 }

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * squadstack.h
- *		Declarations shared by the squadstack extension's source files.
+ *		Limits and types shared by the extension's source files; each
+ *		module declares what it offers in a header of its own.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,28 +15,33 @@
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
-#define SQS_MAX_CAMPAIGN_LEN	64
-#define SQS_MAX_LEAD_ID_LEN		255
-#define SQS_MAX_DETAIL_LEN		32
-#define SQS_URL_MAX				1024
-#define SQS_TOKEN_MAX			1024
+#define SQUADSTACK_MAX_CAMPAIGN_LEN	64
+#define SQUADSTACK_MAX_LEAD_ID_LEN		255
+#define SQUADSTACK_MAX_DETAIL_LEN		32
+#define SQUADSTACK_URL_MAX				1024
+#define SQUADSTACK_TOKEN_MAX			1024
+#define SQUADSTACK_PATTERN_MAX			256
+#define SQUADSTACK_TZ_MAX				64
+/* the longest text of an API answer kept as an error */
+#define SQUADSTACK_MAX_ERROR_TEXT		8192
 
-typedef enum SqsPhoneFormat
+typedef enum SquadstackPhoneFormat
 {
-	SQS_PHONE_E164,
-	SQS_PHONE_NATIONAL,
-	SQS_PHONE_AS_GIVEN
-} SqsPhoneFormat;
+	SQUADSTACK_PHONE_E164,
+	SQUADSTACK_PHONE_NATIONAL,
+	SQUADSTACK_PHONE_AS_GIVEN
+} SquadstackPhoneFormat;
 
 /*
- * The settings a sender works with.  Copied from the GUCs of the process
- * that asks for a delivery, so squadstack_flush() honours its session's
- * settings although the calls are made by a short-lived worker.
+ * The settings a delivery or a job works with.  Copied from the GUCs of the
+ * process that asks for it, so squadstack_flush() and
+ * squadstack_sync_responses() honour their session's settings (webhook and
+ * phone settings included) although a short-lived worker does the work.
  */
-typedef struct SqsConfig
+typedef struct SquadstackConfig
 {
-	char		api_url[SQS_URL_MAX];
-	char		token[SQS_TOKEN_MAX];
+	char		api_url[SQUADSTACK_URL_MAX];
+	char		token[SQUADSTACK_TOKEN_MAX];
 	int			rate_limit;
 	int			rate_window_ms;
 	int			batch_size;
@@ -43,128 +49,22 @@ typedef struct SqsConfig
 	int			max_attempts;
 	int			retry_base_ms;
 	int			retry_max_ms;
-} SqsConfig;
+	int			max_request_bytes;
+	int			lock_timeout_ms;
+	bool		linger;			/* a partial batch may wait when budget is scarce */
+	char		duplicate_create_pattern[SQUADSTACK_PATTERN_MAX];
+	/* read where outcomes are stored and leads validated */
+	char		webhook_timezone[SQUADSTACK_TZ_MAX];
+	int			phone_format;	/* a SquadstackPhoneFormat */
+	int			max_lead_bytes;
+} SquadstackConfig;
 
-/* GUC variables (squadstack.c) */
-extern char *sqs_api_url;
-extern char *sqs_token;
-extern int	sqs_rate_limit;
-extern int	sqs_rate_window_ms;
-extern int	sqs_batch_size;
-extern int	sqs_request_timeout_ms;
-extern int	sqs_max_attempts;
-extern int	sqs_retry_base_ms;
-extern int	sqs_retry_max_ms;
-extern int	sqs_phone_format;
-extern char *sqs_webhook_secret;
-extern char *sqs_webhook_timezone;
-
-extern void sqs_config_from_gucs(SqsConfig *cfg);
-
-/* campaign and lead validation (lead.c) */
-extern void sqs_check_campaign(const char *campaign);
-extern char *sqs_lead_id_from_jsonb(JsonbValue *v, const char *context);
-
-/* one key/value pair of a lead object, as found at its top level */
-typedef struct SqsLeadField
-{
-	char	   *key;
-	JsonbValue	value;			/* scalar, or jbvBinary for a container */
-} SqsLeadField;
-
-typedef struct SqsLeadOp
+/* one validated lead operation: its id and what is sent for it */
+typedef struct SquadstackLeadOp
 {
 	char	   *lead_id;		/* as text, for ordering and lookups */
 	Jsonb	   *payload;		/* what is sent for this lead */
-} SqsLeadOp;
+} SquadstackLeadOp;
 
-extern void sqs_push_pair(JsonbParseState **state, const char *key,
-						  JsonbValue *value);
-extern void sqs_push_string_pair(JsonbParseState **state, const char *key,
-								 const char *value);
-extern List *sqs_parse_create_leads(Jsonb *leads);
-extern List *sqs_parse_disable_leads(Jsonb *lead_ids);
-extern SqsLeadOp *sqs_parse_update_lead(Jsonb *lead);
-extern SqsLeadOp *sqs_parse_lead_fields(SqsLeadField *fields, int n, bool is_update);
-extern SqsLeadOp *sqs_parse_lead_id(JsonbValue *id);
-extern int	sqs_jsonb_key_cmp(const char *a, const char *b);
-
-/* queueing (enqueue.c) */
-struct _SPI_plan;
-extern struct _SPI_plan *sqs_prepare_kept(const char *sql, int nargs, Oid *argtypes);
-extern int64 sqs_enqueue(const char *campaign, const char *op, List *ops,
-						 bool skip_existing);
-
-/* the sync triggers' queue (intake.c) */
-extern Oid	sqs_intake_relid(void);
-extern void sqs_intake_insert(Oid relid, const char *campaign, const char *op,
-							  const SqsLeadOp *lop);
-extern uint64 sqs_absorb_intake(void);
-
-/* access tokens (token.c) */
-extern char *sqs_campaign_token(const char *campaign, const SqsConfig *cfg);
-extern char *sqs_token_id(const char *token);
-extern const char *sqs_token_problem(const char *token);
-
-/* waking the background worker (shmem.c) */
-extern void sqs_wake_worker_at_commit(void);
-
-/* delivery (deliver.c); runs in a process that may commit */
-typedef struct SqsDeliveryResult
-{
-	int			calls;			/* HTTP calls made */
-	int			errors;			/* calls that did not end in 2xx */
-	bool		more;			/* stopped at max_calls with work left */
-	TimestampTz next_wakeup;	/* when more work may become sendable, or 0 */
-	const char *waiting_for;	/* what next_wakeup waits for */
-} SqsDeliveryResult;
-
-extern const char *const SQS_WAIT_RATE_SLOT;
-extern void sqs_deliver(const SqsConfig *cfg, int max_calls,
-						SqsDeliveryResult *result);
-
-extern char *sqs_clean_text(const char *s, size_t len, size_t max);
-
-extern void sqs_exec(const char *sql, int nargs, Oid *argtypes, Datum *args,
-					 const char *nulls, int expected);
-
-/* a delivering process's settings (deliver.c) */
-extern void sqs_set_delivery_session(void);
-
-/* one short transaction with SPI, in a process outside any (deliver.c) */
-extern void sqs_begin_step(const char *activity);
-extern void sqs_end_step(void);
-
-/* the limiter and call log, for other kinds of calls (deliver.c) */
-struct SqsHttpResult;
-extern bool sqs_admit_call(const SqsConfig *cfg, const char *token_id,
-						   SqsDeliveryResult *r);
-extern int64 sqs_log_call_start(const char *token_id, const char *campaign,
-								const char *op, const char *method, int n_leads);
-extern void sqs_log_call_end(int64 call_id, const struct SqsHttpResult *res,
-							 const char *error);
-extern bool sqs_pause_token_if_needed(const SqsConfig *cfg, const char *token_id,
-									  const struct SqsHttpResult *res);
-
-/* API work run in a background worker for the calling session (flush.c) */
-typedef enum SqsJobKind
-{
-	SQS_JOB_FLUSH,
-	SQS_JOB_SYNC_RESPONSES
-} SqsJobKind;
-
-typedef struct SqsJob
-{
-	SqsJobKind	kind;
-	int			max_calls;		/* flush: 0 for no limit */
-	char		campaign[SQS_MAX_CAMPAIGN_LEN + 1]; /* sync_responses */
-	bool		has_since;
-	TimestampTz since;
-} SqsJob;
-
-extern int64 sqs_run_job(const SqsJob *job);
-
-/* pulling outcomes from the responses endpoint (responses.c) */
-extern int64 sqs_sync_responses_run(const SqsConfig *cfg, const SqsJob *job);
 
 #endif							/* SQUADSTACK_H */

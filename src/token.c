@@ -22,26 +22,15 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "squadstack.h"
-
-PG_FUNCTION_INFO_V1(squadstack_token_status);
+#include "guc.h"
+#include "spi_util.h"
+#include "token.h"
 
 /* Hex digits of the digest kept; 128 bits tell tokens apart well enough. */
 #define TOKEN_ID_HEX 32
 
-const char *
-sqs_token_problem(const char *token)
-{
-	const char *p;
+PG_FUNCTION_INFO_V1(squadstack_token_status);
 
-	if (strlen(token) >= SQS_TOKEN_MAX)
-		return "A token must be shorter than 1024 bytes.";
-	/* it becomes an HTTP header */
-	for (p = token; *p; p++)
-		if ((unsigned char) *p < 0x20 || *p == 0x7f)
-			return "A token must not contain control characters.";
-	return NULL;
-}
 
 /*
  * The token a campaign's calls use: its own from squadstack.tokens, else
@@ -49,13 +38,13 @@ sqs_token_problem(const char *token)
  * called inside SPI.
  */
 char *
-sqs_campaign_token(const char *campaign, const SqsConfig *cfg)
+squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 
 	args[0] = CStringGetTextDatum(campaign);
-	sqs_exec("SELECT token FROM squadstack.tokens WHERE campaign_id = $1",
+	squadstack_exec("SELECT token FROM squadstack.tokens WHERE campaign_id = $1",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
@@ -72,7 +61,7 @@ sqs_campaign_token(const char *campaign, const SqsConfig *cfg)
 
 /* Hex SHA-256 digest of the token, shortened to TOKEN_ID_HEX digits. */
 char *
-sqs_token_id(const char *token)
+squadstack_token_id(const char *token)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
@@ -106,7 +95,7 @@ squadstack_token_status(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[3];
 	bool		nulls[3] = {false, true, true};
-	SqsConfig	cfg;
+	SquadstackConfig	cfg;
 	char	   *token;
 	MemoryContext callercxt = CurrentMemoryContext;
 	HeapTuple	result;
@@ -115,9 +104,9 @@ squadstack_token_status(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	sqs_config_from_gucs(&cfg);
+	squadstack_config_from_gucs(&cfg);
 	SPI_connect();
-	token = sqs_campaign_token(campaign, &cfg);
+	token = squadstack_campaign_token(campaign, &cfg);
 	if (token == NULL)
 	{
 		values[0] = BoolGetDatum(true);
@@ -129,8 +118,8 @@ squadstack_token_status(PG_FUNCTION_ARGS)
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		args[1];
 
-		args[0] = CStringGetTextDatum(sqs_token_id(token));
-		sqs_exec("SELECT paused_until, pause_reason FROM squadstack.token_state "
+		args[0] = CStringGetTextDatum(squadstack_token_id(token));
+		squadstack_exec("SELECT paused_until, pause_reason FROM squadstack.token_state "
 				 "WHERE token_id = $1 AND paused_until > now()",
 				 1, argtypes, args, NULL, SPI_OK_SELECT);
 		values[0] = BoolGetDatum(SPI_processed > 0);

@@ -8,11 +8,36 @@ non-JSON answers, maintenance).  Python standard library only.
 
     python3 test/api_double.py --port 0 --port-file PORTFILE --token TOKEN
 
+It also plays SquadStack's side of the "lead processed" webhook.  POST
+/_double/process {"campaign": "c1"} marks the campaign's created leads processed
+(the responses endpoint then lists them) and POSTs one payload per lead, as JSON
+with no signature, to the campaign's webhook URL, from a background thread:
+
+    --webhook-url 'http://127.0.0.1:PORT/squadstack/webhook/{campaign}/SECRET'
+    --campaign-webhook-url c1=URL      (wins over --webhook-url for c1)
+    --auto-process SECONDS             (process each created lead by itself)
+
+Only http URLs of 127.0.0.1, localhost or [::1] are accepted: the double sends
+nowhere else.  A webhook answered with 2xx is delivered; 3xx and 4xx (but 429)
+end it as rejected; no answer, a timeout, 429 or 5xx is tried again after
+--webhook-retry-base seconds, doubled each time up to --webhook-retry-max, for
+--webhook-attempts attempts in all (then it is given up).  Each attempt waits
+--webhook-timeout seconds at most; --webhook-queue-limit bounds what may wait.
+Every attempt is recorded, the URL's secret segment shown as ***, and listed by
+GET /_double/webhooks.  The same settings can be changed with POST
+/_double/config (webhook_url, webhook_urls, webhook_attempts,
+webhook_retry_base, webhook_retry_max, webhook_timeout, webhook_queue_limit,
+auto_process: null, seconds or {"delay", "outcome", "lead_responses"}).  A reset
+forgets queued webhooks; at exit the sender stops without waiting for a receiver.
+
 See --help for every option; the control API is described in handle_control().
 """
 
 import argparse
 import copy
+import heapq
+import http.client
+import ipaddress
 import json
 import math
 import os
@@ -26,7 +51,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 HOST = "127.0.0.1"
 CONTROL_PREFIX = "/_double"
@@ -47,13 +72,15 @@ CAMPAIGN_RE = re.compile(CAMPAIGN_PATTERN)
 # 10 digits not starting with 0 (mobiles 6-9, landlines 1-5), optionally after +91 or 91.
 PHONE_RE = re.compile(r"(?:\+91|91)?[1-9][0-9]{9}")
 
+# The most a request body may have, whatever max_body says: larger ones are
+# answered 413 without being read.
 MAX_BODY = 16 * 1024 * 1024
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 FIXED_LEAD_KEYS = {"lead_id", "phone_number", "contact_name"}
 FAULT_KINDS = {"status", "delay", "drop", "nonjson", "maintenance"}
 FAULT_KEYS = {"kind", "status", "retry_after", "body", "content_type", "seconds",
-              "count", "endpoint", "campaign", "method"}
+              "after_effect", "count", "endpoint", "campaign", "method"}
 
 NOT_FOUND = {"detail": "Not found."}
 NO_CREDENTIALS = {"detail": "Authentication credentials were not provided."}
@@ -61,6 +88,18 @@ NO_PERMISSION = {"detail": "You do not have permission to perform this action."}
 THROTTLED = {"detail": "Request was throttled."}
 MAINTENANCE = {"detail": "Service temporarily unavailable, try again later."}
 INVALID_PAGE = {"detail": "Invalid page."}
+TOO_LARGE = {"detail": "Request body too large."}
+
+# Webhooks go to this machine only: the double never sends anywhere else.
+WEBHOOK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_OUTCOME = "Connected : Objective Met"
+PROCESS_KEYS = {"campaign", "lead_ids", "outcome", "lead_responses", "processed_at",
+                "latest_recording_url"}
+AUTO_PROCESS_KEYS = {"delay", "outcome", "lead_responses"}
+# Webhook attempts kept for GET /_double/webhooks (the oldest are forgotten first).
+WEBHOOK_LOG_LIMIT = 100000
+# The most of a receiver's answer kept in an attempt's record.
+WEBHOOK_ANSWER_CHARS = 1000
 
 
 # ---------------------------------------------------------------------------
@@ -189,10 +228,11 @@ def not_found():
 class BodyError(Exception):
     """The request body could not be read (bad framing or too large)."""
 
-    def __init__(self, status, reason):
+    def __init__(self, status, reason, size=0):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.size = size  # bytes announced (or read) before giving up
 
 
 # ---------------------------------------------------------------------------
@@ -203,10 +243,15 @@ class Config:
     """Settings that the command line sets and POST /_double/config changes."""
 
     KEYS = ("rate_limit", "rate_window", "tokens", "campaign_tokens",
-            "responses_enabled", "max_batch")
+            "responses_enabled", "max_batch", "max_body",
+            "webhook_url", "webhook_urls", "webhook_attempts", "webhook_retry_base",
+            "webhook_retry_max", "webhook_timeout", "webhook_queue_limit", "auto_process")
 
     def __init__(self, rate_limit=100, rate_window=60.0, tokens=(), campaign_tokens=None,
-                 responses_enabled=True, max_batch=None):
+                 responses_enabled=True, max_batch=None, max_body=None,
+                 webhook_url=None, webhook_urls=None, webhook_attempts=5,
+                 webhook_retry_base=1.0, webhook_retry_max=30.0, webhook_timeout=10.0,
+                 webhook_queue_limit=1000, auto_process=None):
         self.rate_limit = rate_limit
         self.rate_window = float(rate_window)
         self.tokens = set(tokens)
@@ -214,10 +259,26 @@ class Config:
         self.campaign_tokens = {camp: set(toks) for camp, toks in (campaign_tokens or {}).items()}
         self.responses_enabled = responses_enabled
         self.max_batch = max_batch
+        # bytes: a larger lead request is answered 413, as a proxy in front of the API would
+        self.max_body = max_body
+        # URL templates ({campaign} is replaced) of the lead-processed webhook:
+        # the default one and one per campaign, which wins
+        self.webhook_url = webhook_url
+        self.webhook_urls = dict(webhook_urls or {})
+        self.webhook_attempts = webhook_attempts
+        self.webhook_retry_base = float(webhook_retry_base)
+        self.webhook_retry_max = float(webhook_retry_max)
+        self.webhook_timeout = float(webhook_timeout)
+        self.webhook_queue_limit = webhook_queue_limit
+        # None, or {"delay", "outcome", "lead_responses"}: process each created lead
+        self.auto_process = copy.deepcopy(auto_process)
 
     def copy(self):
         return Config(self.rate_limit, self.rate_window, self.tokens, self.campaign_tokens,
-                      self.responses_enabled, self.max_batch)
+                      self.responses_enabled, self.max_batch, self.max_body,
+                      self.webhook_url, self.webhook_urls, self.webhook_attempts,
+                      self.webhook_retry_base, self.webhook_retry_max, self.webhook_timeout,
+                      self.webhook_queue_limit, self.auto_process)
 
     def to_json(self):
         return {
@@ -227,7 +288,22 @@ class Config:
             "campaign_tokens": {camp: sorted(toks) for camp, toks in sorted(self.campaign_tokens.items())},
             "responses_enabled": self.responses_enabled,
             "max_batch": self.max_batch,
+            "max_body": self.max_body,
+            # the secret in a webhook URL is not shown
+            "webhook_url": None if self.webhook_url is None else mask_webhook_url(self.webhook_url),
+            "webhook_urls": {camp: mask_webhook_url(url)
+                             for camp, url in sorted(self.webhook_urls.items())},
+            "webhook_attempts": self.webhook_attempts,
+            "webhook_retry_base": self.webhook_retry_base,
+            "webhook_retry_max": self.webhook_retry_max,
+            "webhook_timeout": self.webhook_timeout,
+            "webhook_queue_limit": self.webhook_queue_limit,
+            "auto_process": copy.deepcopy(self.auto_process),
         }
+
+    def webhook_template(self, campaign):
+        """The webhook URL template for a campaign, or None when there is none."""
+        return self.webhook_urls.get(campaign, self.webhook_url)
 
     def apply(self, changes):
         """Apply a config object in place; raises ValueError on any bad value.
@@ -271,6 +347,127 @@ class Config:
             if value is not None and (not is_int(value) or value < 1):
                 raise ValueError("max_batch must be null or a positive integer")
             self.max_batch = value
+        if "max_body" in changes:
+            value = changes["max_body"]
+            if value is not None and (not is_int(value) or not 1 <= value <= MAX_BODY):
+                raise ValueError("max_body must be null or an integer from 1 to %d" % MAX_BODY)
+            self.max_body = value
+        self._apply_webhooks(changes)
+
+    def _apply_webhooks(self, changes):
+        if "webhook_url" in changes:
+            value = changes["webhook_url"]
+            self.webhook_url = None if value is None else check_webhook_url(value)
+        if "webhook_urls" in changes:
+            value = changes["webhook_urls"]
+            if not isinstance(value, dict):
+                raise ValueError("webhook_urls must be an object {campaign: URL}")
+            for camp, url in value.items():
+                if not CAMPAIGN_RE.fullmatch(camp):
+                    raise ValueError("invalid campaign id in webhook_urls: " + camp)
+                check_webhook_url(url)
+            self.webhook_urls = dict(value)
+        if "webhook_attempts" in changes:
+            self.webhook_attempts = bounded_int(changes["webhook_attempts"], "webhook_attempts",
+                                                1, 20)
+        for key, high in (("webhook_retry_base", 3600), ("webhook_retry_max", 3600),
+                          ("webhook_timeout", 300)):
+            if key in changes:
+                value = changes[key]
+                if not is_number(value) or not 0 < value <= high:
+                    raise ValueError("%s must be a number of seconds above 0, at most %d"
+                                     % (key, high))
+                setattr(self, key, float(value))
+        if "webhook_queue_limit" in changes:
+            self.webhook_queue_limit = bounded_int(changes["webhook_queue_limit"],
+                                                   "webhook_queue_limit", 1, 100000)
+        if "auto_process" in changes:
+            self.auto_process = auto_process_setting(changes["auto_process"])
+
+
+def bounded_int(value, name, low, high):
+    if not is_int(value) or not low <= value <= high:
+        raise ValueError("%s must be an integer from %d to %d" % (name, low, high))
+    return value
+
+
+def check_webhook_url(template):
+    """The template if it is an http URL of this machine, else ValueError.
+
+    {campaign} may stand anywhere in the path or query; it is replaced by a campaign
+    id, which never changes the host.
+    """
+    if not isinstance(template, str) or not template or len(template) > 2000:
+        raise ValueError("a webhook URL must be a non-empty string")
+    try:
+        parts = urlsplit(template.replace("{campaign}", "c"))
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError("invalid webhook URL") from None
+    if parts.scheme != "http":
+        raise ValueError("a webhook URL must be http://")
+    if host not in WEBHOOK_HOSTS or parts.username is not None or parts.password is not None:
+        raise ValueError("a webhook URL may only name 127.0.0.1, localhost or [::1]: "
+                         "the double sends nowhere else")
+    if port == 0:
+        raise ValueError("a webhook URL needs a port other than 0")
+    if "{" in parts.path + parts.query or "}" in parts.path + parts.query:
+        raise ValueError("a webhook URL may hold no placeholder but {campaign}")
+    return template
+
+
+def mask_webhook_url(url):
+    """The URL with its secret path segment and query values replaced by ***.
+
+    The secret segment is the one after the campaign's segment ({campaign} in a
+    template), else the last one: /squadstack/webhook/c1/SECRET shows as
+    /squadstack/webhook/c1/***.
+    """
+    parts = urlsplit(url)
+    segments = parts.path.split("/")
+    filled = [i for i, seg in enumerate(segments) if seg]
+    secret = None
+    if "{campaign}" in segments:
+        after = segments.index("{campaign}") + 1
+        secret = after if after < len(segments) and segments[after] else None
+    elif filled:
+        secret = filled[-1]
+    if secret is not None:
+        segments[secret] = "***"
+    query = urlencode([(key, "***") for key, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    return urlunsplit((parts.scheme, parts.netloc, "/".join(segments), query, ""))
+
+
+def auto_process_setting(value):
+    """None, or {"delay", "outcome", "lead_responses"} from a number or an object."""
+    if value is None or value is False:
+        return None
+    if is_number(value):
+        value = {"delay": value}
+    if not isinstance(value, dict):
+        raise ValueError("auto_process must be null, a delay in seconds or an object "
+                         "{delay, outcome, lead_responses}")
+    unknown = sorted(set(value) - AUTO_PROCESS_KEYS)
+    if unknown:
+        raise ValueError("unknown auto_process key(s): " + ", ".join(unknown))
+    delay = value.get("delay", 1.0)
+    if not is_number(delay) or not 0 <= delay <= 3600:
+        raise ValueError("auto_process.delay must be from 0 to 3600 seconds")
+    return {"delay": float(delay),
+            "outcome": outcome_text(value.get("outcome", DEFAULT_OUTCOME)),
+            "lead_responses": responses_object(value.get("lead_responses", {}))}
+
+
+def outcome_text(value):
+    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+        raise ValueError("outcome must be a string of 1 to 255 characters")
+    return value
+
+
+def responses_object(value):
+    if not isinstance(value, dict):
+        raise ValueError("lead_responses must be a JSON object")
+    return copy.deepcopy(value)
 
 
 def token_list(value, what):
@@ -305,6 +502,10 @@ def normalize_fault(rule):
         if not is_number(seconds) or seconds < 0:
             raise ValueError("a delay fault needs seconds >= 0")
         out["seconds"] = float(seconds)
+    after_effect = rule.get("after_effect", False)
+    if not isinstance(after_effect, bool) or (after_effect and kind != "delay"):
+        raise ValueError("after_effect must be true or false, and only for a delay fault")
+    out["after_effect"] = after_effect
     retry_after = rule.get("retry_after")
     if retry_after is not None:
         if is_number(retry_after):
@@ -365,6 +566,302 @@ def guess_content_type(text):
 
 
 # ---------------------------------------------------------------------------
+# Lead-processed webhooks
+# ---------------------------------------------------------------------------
+
+def iso_time(epoch):
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+def webhook_phone(value):
+    """The phone number as the webhook shows it: +91 and ten digits."""
+    digits = re.sub(r"[^0-9]", "", value) if isinstance(value, str) else ""
+    return "+91" + digits[-10:] if len(digits) >= 10 else value
+
+
+def outcome_payload(campaign, fields, created, processed, outcome, responses, recording_url):
+    """The lead-processed payload, in the reference's key order."""
+    key = lead_key(fields.get("lead_id"))
+    return {
+        "phone_number": webhook_phone(fields.get("phone_number")),
+        "lead_id": fields.get("lead_id"),
+        "latest_recording_url": recording_url if recording_url is not None else
+        "https://recordings.invalid/%s/%s.mp3" % (campaign, quote(key, safe="")),
+        "campaign_id": campaign,
+        "latest_called_at": iso_time(max(created, processed - 60)),
+        "lead_outcome": outcome,
+        "processed_at": iso_time(processed),
+        "contact_name": fields.get("contact_name"),
+        "created_at": iso_time(created),
+        "lead_responses": copy.deepcopy(responses),
+    }
+
+
+@dataclass(order=False)
+class WebhookJob:
+    """A webhook to deliver ("deliver") or a created lead to process later ("process")."""
+    kind: str
+    campaign: str
+    key: str
+    generation: int
+    lead_id: object = None
+    url: str = None          # with the campaign filled in
+    masked: str = None       # the same, secret replaced, for the record
+    payload: dict = None
+    attempt: int = 0         # attempts made so far
+    attempts: int = 1
+    retry_base: float = 1.0
+    retry_max: float = 30.0
+    timeout: float = 10.0
+    settings: dict = None    # auto_process settings for a process job
+
+
+def webhook_job(config, campaign, payload, generation):
+    """A deliver job for a payload, or None when the campaign has no webhook URL."""
+    template = config.webhook_template(campaign)
+    if template is None:
+        return None
+    return WebhookJob(kind="deliver", campaign=campaign, key=lead_key(payload["lead_id"]),
+                      generation=generation, lead_id=payload["lead_id"],
+                      url=template.replace("{campaign}", campaign),
+                      masked=mask_webhook_url(template).replace("{campaign}", campaign),
+                      payload=payload, attempts=config.webhook_attempts,
+                      retry_base=config.webhook_retry_base, retry_max=config.webhook_retry_max,
+                      timeout=config.webhook_timeout)
+
+
+def loopback_connection(host, port, timeout):
+    """A socket connected to host:port, which must resolve to a loopback address."""
+    infos = [info for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+             if ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback]
+    if not infos:
+        raise OSError("%s does not resolve to a loopback address" % host)
+    error = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error
+
+
+def describe_error(error):
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return "timeout"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, http.client.RemoteDisconnected):
+        return "connection closed without an answer"
+    if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+        return "connection reset"
+    return "%s: %s" % (type(error).__name__, error)
+
+
+def should_retry(status):
+    """A real sender tries again after no answer, 429 and 5xx; 2xx, 3xx, 4xx end it."""
+    return status is None or status == 429 or status >= 500
+
+
+class WebhookSender:
+    """Delivers webhooks and runs delayed processing from one background thread.
+
+    Jobs wait in a heap ordered by when they are due, so a delivery waiting for
+    its retry holds up no other.  Every attempt is recorded.  The thread is a
+    daemon that stop() wakes; an attempt in flight is cut off, so shutdown
+    never waits for a receiver.
+    """
+
+    def __init__(self, processor):
+        self.cond = threading.Condition()
+        self.processor = processor  # runs a process job (takes the state's lock)
+        self.heap = []              # (due monotonic, order, job)
+        self.order = 0
+        self.in_flight = None       # the deliver job being sent, and its socket
+        self.in_flight_sock = None
+        self.attempt_log = deque(maxlen=WEBHOOK_LOG_LIMIT)
+        self.next_seq = 1
+        self.generation = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self, wait=1.0):
+        with self.cond:
+            self.stopping = True
+            self._cut_in_flight()
+            self.cond.notify_all()
+        if self.thread.is_alive():
+            self.thread.join(wait)
+
+    def _cut_in_flight(self):
+        if self.in_flight_sock is not None:
+            try:
+                self.in_flight_sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- called with the state's lock held (lock order: state, then sender) --
+
+    def reset(self):
+        """Forget every job and attempt; an attempt in flight is cut off and forgotten."""
+        with self.cond:
+            self.heap = []
+            self.attempt_log.clear()
+            self.next_seq = 1
+            self.generation += 1
+            self._cut_in_flight()
+            self.cond.notify_all()
+
+    def current_generation(self):
+        with self.cond:
+            return self.generation
+
+    def queued(self):
+        with self.cond:
+            return self._queued()
+
+    def _queued(self):
+        busy = self.in_flight is not None and self.in_flight.generation == self.generation
+        return len(self.heap) + (1 if busy else 0)
+
+    def enqueue(self, jobs, limit, delay=0.0):
+        """Queue all jobs, due after delay seconds; False (and nothing queued) when
+        they do not fit under limit."""
+        with self.cond:
+            if self._queued() + len(jobs) > limit:
+                return False
+            due = time.monotonic() + delay
+            for job in jobs:
+                self._push(due, job)
+            self.cond.notify_all()
+            return True
+
+    def record_dropped(self, job, reason):
+        with self.cond:
+            self._record(job, attempt=0, status=None, error=reason, answer=None,
+                         result="dropped", sent_at=time.time())
+
+    def status(self, since):
+        with self.cond:
+            pending = sum(1 for _, _, job in self.heap if job.kind == "deliver")
+            if self.in_flight is not None and self.in_flight.generation == self.generation:
+                pending += 1
+            return {"pending": pending,
+                    "scheduled": sum(1 for _, _, job in self.heap if job.kind == "process"),
+                    "attempts": [copy.deepcopy(r) for r in self.attempt_log if r["seq"] > since]}
+
+    # -- internals ------------------------------------------------------------
+
+    def _push(self, due, job):
+        self.order += 1
+        heapq.heappush(self.heap, (due, self.order, job))
+
+    def _record(self, job, attempt, status, error, answer, result, sent_at):
+        self.attempt_log.append({
+            "seq": self.next_seq,
+            "campaign": job.campaign,
+            "lead_id": job.lead_id,
+            "url": job.masked,
+            "attempt": attempt,
+            "attempts": job.attempts,
+            "sent_at": sent_at,
+            "answered_at": time.time(),
+            "status": status,
+            "error": error,
+            "answer": answer,
+            "result": result,
+            "payload": copy.deepcopy(job.payload),
+        })
+        self.next_seq += 1
+
+    def _next_job(self):
+        """The next due job (marked in flight if it is a delivery), or None to stop."""
+        with self.cond:
+            while not self.stopping:
+                now = time.monotonic()
+                if self.heap and self.heap[0][0] <= now:
+                    job = heapq.heappop(self.heap)[2]
+                    if job.kind == "deliver":
+                        self.in_flight = job
+                    return job
+                # bounded waits: a lost wake-up costs at most a second
+                self.cond.wait(min(1.0, self.heap[0][0] - now) if self.heap else 1.0)
+            return None
+
+    def _run(self):
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            if job.kind == "process":
+                try:
+                    self.processor(job)
+                except Exception:  # one bad job must not end the thread
+                    pass
+                continue
+            sent_at = time.time()
+            status, error, answer = self._attempt(job)
+            with self.cond:
+                self.in_flight = None
+                if job.generation != self.generation or self.stopping:
+                    continue  # reset or shutdown while in flight: forget it
+                job.attempt += 1
+                if status is not None and 200 <= status < 300:
+                    result = "delivered"
+                elif not should_retry(status):
+                    result = "rejected"
+                elif job.attempt >= job.attempts:
+                    result = "gave_up"
+                else:
+                    result = "retrying"
+                    delay = min(job.retry_max, job.retry_base * 2 ** (job.attempt - 1))
+                    self._push(time.monotonic() + delay, job)
+                self._record(job, job.attempt, status, error, answer, result, sent_at)
+
+    def _attempt(self, job):
+        """POST the payload once; returns (status or None, error or None, answer text)."""
+        parts = urlsplit(job.url)
+        host, port = parts.hostname, parts.port or 80
+        if host not in WEBHOOK_HOSTS:  # checked when configured; checked again here
+            return None, "refused: not a loopback host", None
+        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        body = json.dumps(job.payload).encode("utf-8")
+        connection = sock = None
+        try:
+            sock = loopback_connection(host, port, job.timeout)
+            with self.cond:
+                self.in_flight_sock = sock
+                if self.stopping or job.generation != self.generation:
+                    return None, "cancelled", None
+            connection = http.client.HTTPConnection(host, port, timeout=job.timeout)
+            connection.sock, sock = sock, None  # the connection closes it from here on
+            connection.request("POST", target, body=body, headers={
+                "Content-Type": "application/json",
+                "User-Agent": "squadstack-api-double",
+                "Connection": "close",
+            })
+            response = connection.getresponse()
+            answer = response.read(WEBHOOK_ANSWER_CHARS * 4)
+            return (response.status, None,
+                    answer.decode("utf-8", "replace")[:WEBHOOK_ANSWER_CHARS])
+        except (OSError, http.client.HTTPException) as error:
+            return None, describe_error(error), None
+        finally:
+            with self.cond:
+                self.in_flight_sock = None
+            if connection is not None:
+                connection.close()
+            elif sock is not None:
+                sock.close()
+
+
+# ---------------------------------------------------------------------------
 # Shared state
 # ---------------------------------------------------------------------------
 
@@ -378,6 +875,7 @@ class DoubleState:
         self.log_fd = open_log(log_path) if log_path else None
         # Bumped by reset so that requests in flight across a reset are forgotten.
         self.generation = 0
+        self.sender = WebhookSender(self.auto_process_lead)
         self._clear()
 
     def _clear(self):
@@ -386,6 +884,7 @@ class DoubleState:
         self.faults = []
         self.leads = {}      # campaign -> lead key -> {"fields", "state", "detail"}
         self.outcomes = {}   # campaign -> lead key -> (processed_at epoch, payload)
+        self.created_at = {}  # campaign -> lead key -> epoch of its (last) create
         self.admitted = {}   # token -> deque of monotonic receipt times of admitted requests
 
     # -- recording ---------------------------------------------------------
@@ -474,6 +973,7 @@ class DoubleState:
             self.config = config
             self._clear()
             self.generation += 1
+            self.sender.reset()
             if self.log_fd is not None:
                 os.ftruncate(self.log_fd, 0)
 
@@ -505,6 +1005,111 @@ class DoubleState:
             for campaign, key, processed, item in prepared:
                 self.outcomes.setdefault(campaign, {})[key] = (processed, item)
         return len(prepared)
+
+    # -- processing and webhooks -------------------------------------------
+
+    def note_created(self, campaign, keys):
+        """After a create (lock held): note when, and schedule processing if
+        auto_process is on."""
+        now = time.time()
+        stamps = self.created_at.setdefault(campaign, {})
+        for key in keys:
+            stamps[key] = now
+        settings = self.config.auto_process
+        if settings is None:
+            return
+        generation = self.sender.current_generation()
+        for key in keys:
+            job = WebhookJob(kind="process", campaign=campaign, key=key, generation=generation,
+                             lead_id=self.leads[campaign][key]["fields"].get("lead_id"),
+                             settings=settings)
+            if not self.sender.enqueue([job], self.config.webhook_queue_limit, settings["delay"]):
+                self.sender.record_dropped(job, "queue full: not processed")
+
+    def _process(self, campaign, keys, outcome, responses, processed, recording_url):
+        """Store the outcomes of keys (lock held); returns their payloads."""
+        stored = self.leads.get(campaign, {})
+        stamps = self.created_at.get(campaign, {})
+        payloads = []
+        for key in keys:
+            payload = outcome_payload(campaign, stored[key]["fields"],
+                                      min(stamps.get(key, processed), processed), processed,
+                                      outcome, responses, recording_url)
+            self.outcomes.setdefault(campaign, {})[key] = (processed, payload)
+            payloads.append(payload)
+        return payloads
+
+    def process_leads(self, request):
+        """POST /_double/process: mark leads processed and queue their webhooks."""
+        if not isinstance(request, dict):
+            raise ValueError("process needs a JSON object")
+        unknown = sorted(set(request) - PROCESS_KEYS)
+        if unknown:
+            raise ValueError("unknown process key(s): " + ", ".join(unknown))
+        campaign = request.get("campaign")
+        if not (isinstance(campaign, str) and CAMPAIGN_RE.fullmatch(campaign)):
+            raise ValueError("process needs a valid campaign")
+        lead_ids = request.get("lead_ids")
+        if lead_ids is not None and not (isinstance(lead_ids, list)
+                                         and all(valid_lead_id(i) for i in lead_ids)):
+            raise ValueError("lead_ids must be a list of lead ids")
+        outcome = outcome_text(request.get("outcome", DEFAULT_OUTCOME))
+        responses = responses_object(request.get("lead_responses", {}))
+        processed = time.time()
+        if request.get("processed_at") is not None:
+            processed = parse_timestamp(request["processed_at"])
+            if processed is None:
+                raise ValueError("processed_at must be ISO-8601 or epoch seconds")
+        processed = float(math.floor(processed))  # the payload shows whole seconds
+        recording_url = request.get("latest_recording_url")
+        if recording_url is not None and not isinstance(recording_url, str):
+            raise ValueError("latest_recording_url must be a string")
+        with self.lock:
+            stored = self.leads.get(campaign, {})
+            done = self.outcomes.get(campaign, {})
+            if lead_ids is None:
+                # every created lead not processed yet, in order of creation
+                keys = [key for key, lead in stored.items()
+                        if lead["state"] == "created" and key not in done]
+            else:
+                keys = list(dict.fromkeys(lead_key(i) for i in lead_ids))
+                missing = [key for key in keys if not lead_exists(stored, key)]
+                if missing:
+                    raise ValueError("no such lead in campaign %s: %s"
+                                     % (campaign, ", ".join(missing[:10])))
+            config = self.config
+            has_url = config.webhook_template(campaign) is not None
+            if has_url and self.sender.queued() + len(keys) > config.webhook_queue_limit:
+                raise ValueError("the webhook queue has room for %d more (webhook_queue_limit %d)"
+                                 % (max(0, config.webhook_queue_limit - self.sender.queued()),
+                                    config.webhook_queue_limit))
+            payloads = self._process(campaign, keys, outcome, responses, processed,
+                                     recording_url)
+            generation = self.sender.current_generation()
+            jobs = [webhook_job(config, campaign, p, generation) for p in payloads]
+            jobs = [job for job in jobs if job is not None]
+            self.sender.enqueue(jobs, config.webhook_queue_limit)
+        return {"processed": [p["lead_id"] for p in payloads], "queued": len(jobs),
+                "webhook_url": jobs[0].masked if jobs else None}
+
+    def auto_process_lead(self, job):
+        """Run a process job from auto_process (in the sender's thread)."""
+        settings = job.settings
+        with self.lock:
+            if job.generation != self.sender.current_generation():
+                return
+            lead = self.leads.get(job.campaign, {}).get(job.key)
+            # a lead disabled, deleted or processed meanwhile is not processed
+            if (lead is None or lead["state"] != "created"
+                    or job.key in self.outcomes.get(job.campaign, {})):
+                return
+            payload = self._process(job.campaign, [job.key], settings["outcome"],
+                                    settings["lead_responses"], float(math.floor(time.time())),
+                                    None)[0]
+            deliver = webhook_job(self.config, job.campaign, payload, job.generation)
+            if deliver is not None and not self.sender.enqueue(
+                    [deliver], self.config.webhook_queue_limit):
+                self.sender.record_dropped(deliver, "queue full: not sent")
 
     def close(self):
         if self.log_fd is not None:
@@ -767,6 +1372,7 @@ class ApiRequest:
     seq: int
     generation: int
     raw: bytes = b""
+    body_bytes: int = 0  # as received, or as announced for a body too large to read
     endpoint: str = None
     campaign: str = None
 
@@ -816,6 +1422,11 @@ def handle_api(state, req):
         return json_answer(401, NO_CREDENTIALS, {"WWW-Authenticate": 'Bearer realm="api"'})
     if not state.token_allowed(token, campaign):
         return json_answer(403, NO_PERMISSION)
+    with state.lock:
+        max_body = state.config.max_body
+    if max_body is not None and len(req.raw) > max_body:
+        # Refused before the API itself sees it: not rate-limited, no fault.
+        return json_answer(413, TOO_LARGE)
     retry_after = state.admit(token, req.received_mono)
     if retry_after is not None:
         return json_answer(429, THROTTLED, {"Retry-After": str(retry_after)})
@@ -827,9 +1438,13 @@ def handle_api(state, req):
     elif kind == "drop":
         answer = Answer(status=None, drop=True)
     else:
-        if kind == "delay":
+        if kind == "delay" and not rule["after_effect"]:
             time.sleep(rule["seconds"])  # outside the lock: other requests go on meanwhile
         answer = process(state, req, endpoint, campaign)
+        if kind == "delay" and rule["after_effect"]:
+            # The API has done the work; only its answer is late (a call cut
+            # by a crash or timeout then has an effect the client did not see).
+            time.sleep(rule["seconds"])
         if kind == "nonjson":
             answer = Answer(status=answer.status, payload=b"<html>OK</html>",
                             content_type="text/html")
@@ -847,7 +1462,10 @@ def process(state, req, endpoint, campaign):
             # A request that was in flight across a reset is answered against a
             # throwaway copy, so that it cannot leak into the state after the reset.
             leads = state.leads if req.generation == state.generation else copy.deepcopy(state.leads)
-            return LEAD_OPERATIONS[endpoint](leads, campaign, body, state.config)
+            answer = LEAD_OPERATIONS[endpoint](leads, campaign, body, state.config)
+            if endpoint == "create" and req.generation == state.generation:
+                state.note_created(campaign, list(dict.fromkeys(extract_lead_ids(body))))
+            return answer
     except ApiError as error:
         return json_answer(error.status, error.body)
 
@@ -867,6 +1485,7 @@ def build_record(req, answer):
         "content_type": req.headers.get("Content-Type"),
         "body": body,
         "raw_body": req.raw.decode("utf-8", "replace"),
+        "body_bytes": req.body_bytes,
         "status": None if answer.drop else answer.status,
         "fault": answer.fault,
         "lead_ids": extract_lead_ids(body),
@@ -941,6 +1560,18 @@ def ctl_add_outcomes(state, query, body):
     return ok()
 
 
+def ctl_process(state, query, body):
+    return json_answer(200, state.process_leads({} if body is None else body))
+
+
+def ctl_webhooks(state, query, body):
+    try:
+        since = int(query.get("since", "0"))
+    except ValueError:
+        raise ValueError("since must be an integer") from None
+    return json_answer(200, state.sender.status(since))
+
+
 CONTROL_ROUTES = {
     "/health": {"GET": ctl_health},
     "/requests": {"GET": ctl_requests},
@@ -951,6 +1582,8 @@ CONTROL_ROUTES = {
     "/config": {"GET": ctl_get_config, "POST": ctl_set_config},
     "/leads": {"GET": ctl_leads},
     "/outcomes": {"GET": ctl_get_outcomes, "POST": ctl_add_outcomes},
+    "/process": {"POST": ctl_process},
+    "/webhooks": {"GET": ctl_webhooks},
 }
 
 
@@ -970,6 +1603,13 @@ def handle_control(state, method, path, query, raw):
     GET  config / POST config    the settings / change some of them
     GET  leads                   {campaign: {lead_id: {"fields", "state", "detail"}}}
     GET  outcomes / POST outcomes  stored outcome records / add webhook-shaped records
+    POST process                 {"campaign", "lead_ids"?, "outcome"?, "lead_responses"?,
+                                 "processed_at"?, "latest_recording_url"?}: the leads (default:
+                                 every created lead not processed yet) are processed, their
+                                 outcomes stored and their webhooks queued; answers
+                                 {"processed": [lead ids], "queued": N, "webhook_url": masked}
+    GET  webhooks[?since=SEQ]    {"pending": deliveries not finished, "scheduled": auto_process
+                                 jobs not due yet, "attempts": attempt records with seq > SEQ}
     Errors answer 400 {"error": "..."}.
     """
     name = path[len(CONTROL_PREFIX):].rstrip("/")
@@ -1035,7 +1675,8 @@ class DoubleHandler(BaseHTTPRequestHandler):
                          headers=self.headers,
                          host=self.headers.get("Host") or "%s:%d" % (HOST, self.server.server_address[1]),
                          received_at=received_at, received_mono=received_mono,
-                         seq=seq, generation=generation, raw=raw)
+                         seq=seq, generation=generation, raw=raw,
+                         body_bytes=body_error.size if body_error is not None else len(raw))
         if body_error is not None:
             answer = json_answer(body_error.status, {"error": body_error.reason})
             answer.close = True
@@ -1059,7 +1700,7 @@ class DoubleHandler(BaseHTTPRequestHandler):
         except ValueError:
             raise BodyError(400, "invalid Content-Length") from None
         if size > MAX_BODY:
-            raise BodyError(413, "request body too large")
+            raise BodyError(413, "request body too large", size)
         return self.rfile.read(size)
 
     def _read_chunked(self):
@@ -1076,7 +1717,7 @@ class DoubleHandler(BaseHTTPRequestHandler):
                 return b"".join(chunks)
             total += size
             if total > MAX_BODY:
-                raise BodyError(413, "request body too large")
+                raise BodyError(413, "request body too large", total)
             chunks.append(self.rfile.read(size))
             self.rfile.readline()  # the CRLF after the chunk
 
@@ -1165,6 +1806,20 @@ def campaign_token(text):
     return campaign, token
 
 
+def webhook_url_arg(text):
+    try:
+        return check_webhook_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def campaign_webhook_url(text):
+    campaign, sep, url = text.partition("=")
+    if not sep or not CAMPAIGN_RE.fullmatch(campaign):
+        raise argparse.ArgumentTypeError("expected CAMPAIGN=URL, got %r" % text)
+    return campaign, webhook_url_arg(url)
+
+
 def positive(kind):
     def convert(text):
         value = kind(text)
@@ -1187,6 +1842,29 @@ def parse_args(argv):
                         help="requests admitted per token per window (default 100)")
     parser.add_argument("--rate-window", type=positive(float), default=60.0,
                         help="sliding window in seconds (default 60)")
+    parser.add_argument("--max-body", type=positive(int),
+                        help="answer 413 to lead requests whose body has more bytes than this")
+    hooks = parser.add_argument_group("lead-processed webhooks (to 127.0.0.1, localhost, [::1] only)")
+    hooks.add_argument("--webhook-url", type=webhook_url_arg, metavar="URL",
+                       help="where to POST webhooks; {campaign} is replaced by the campaign id")
+    hooks.add_argument("--campaign-webhook-url", action="append", default=[],
+                       type=campaign_webhook_url, metavar="CAMPAIGN=URL",
+                       help="a webhook URL for one campaign, instead of --webhook-url (repeatable)")
+    hooks.add_argument("--webhook-attempts", type=positive(int), default=5,
+                       help="attempts per webhook, the first included (default 5, at most 20)")
+    hooks.add_argument("--webhook-retry-base", type=positive(float), default=1.0, metavar="SECONDS",
+                       help="wait before the first retry, doubled for each next one (default 1)")
+    hooks.add_argument("--webhook-retry-max", type=positive(float), default=30.0, metavar="SECONDS",
+                       help="longest wait between attempts (default 30)")
+    hooks.add_argument("--webhook-timeout", type=positive(float), default=10.0, metavar="SECONDS",
+                       help="per-attempt timeout (default 10)")
+    hooks.add_argument("--webhook-queue-limit", type=positive(int), default=1000,
+                       help="webhooks and scheduled processing that may wait at once (default 1000)")
+    hooks.add_argument("--auto-process", type=float, metavar="SECONDS",
+                       help="process every created lead this many seconds after its create")
+    hooks.add_argument("--auto-outcome", default=DEFAULT_OUTCOME, metavar="TEXT",
+                       help="lead_outcome of leads processed by --auto-process (default %r)"
+                       % DEFAULT_OUTCOME)
     parser.add_argument("--max-lifetime", type=positive(float), default=3600.0,
                         help="exit after this many seconds (default 3600)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
@@ -1198,8 +1876,27 @@ def main(argv=None):
     campaign_tokens = {}
     for campaign, token in args.campaign_token:
         campaign_tokens.setdefault(campaign, set()).add(token)
+    if args.max_body is not None and args.max_body > MAX_BODY:
+        print("api_double: --max-body may be at most %d" % MAX_BODY, file=sys.stderr)
+        return 2
     config = Config(rate_limit=args.rate_limit, rate_window=args.rate_window,
-                    tokens=args.token, campaign_tokens=campaign_tokens)
+                    tokens=args.token, campaign_tokens=campaign_tokens,
+                    max_body=args.max_body)
+    try:
+        config.apply({
+            "webhook_url": args.webhook_url,
+            "webhook_urls": dict(args.campaign_webhook_url),
+            "webhook_attempts": args.webhook_attempts,
+            "webhook_retry_base": args.webhook_retry_base,
+            "webhook_retry_max": args.webhook_retry_max,
+            "webhook_timeout": args.webhook_timeout,
+            "webhook_queue_limit": args.webhook_queue_limit,
+            "auto_process": None if args.auto_process is None else
+            {"delay": args.auto_process, "outcome": args.auto_outcome},
+        })
+    except ValueError as error:
+        print("api_double: %s" % error, file=sys.stderr)
+        return 2
     state = DoubleState(config, args.log)
 
     stop = threading.Event()
@@ -1212,12 +1909,14 @@ def main(argv=None):
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                daemon=True)
     serving.start()
+    state.sender.start()
     if args.port_file:
         write_port_file(args.port_file, server.server_address[1])
 
     reason = wait_for_stop(stop, args.max_lifetime, args.parent_pid)
     if reason:
         print("api_double: %s, exiting" % reason, file=sys.stderr)
+    state.sender.stop()  # cuts off an attempt in flight; waits at most a second
     server.shutdown()
     server.server_close()
     state.close()

@@ -97,6 +97,19 @@ def wait_ready(args):
         time.sleep(0.1)
 
 
+def wait_webhooks(port, timeout):
+    """Wait until no webhook is pending and no processing is scheduled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = call(port, "GET", "webhooks?since=%d" % (2 ** 62))
+        if status["pending"] == 0 and status["scheduled"] == 0:
+            return
+        if time.monotonic() >= deadline:
+            raise CtlError("%d webhook(s) pending and %d lead(s) scheduled after %g s"
+                           % (status["pending"], status["scheduled"], timeout))
+        time.sleep(0.05)
+
+
 def run(args):
     if args.command == "wait-ready":
         wait_ready(args)
@@ -115,6 +128,13 @@ def run(args):
         call(port, "POST", "config", read_json_arg(args.json))
     elif command == "outcomes":
         call(port, "POST", "outcomes", read_json_arg(args.json))
+    elif command == "process":
+        call(port, "POST", "process", read_json_arg(args.json))
+    elif command == "webhooks":
+        for record in call(port, "GET", "webhooks?since=%d" % args.since)["attempts"]:
+            print(json.dumps(record))
+    elif command == "wait-webhooks":
+        wait_webhooks(port, args.timeout)
     elif command == "requests":
         for record in call(port, "GET", "requests?since=%d" % args.since):
             print(json.dumps(record))
@@ -137,6 +157,14 @@ def parse_args(argv):
                        ("outcomes", "one webhook-shaped outcome or an array of them")):
         sub = commands.add_parser(name, help=what)
         sub.add_argument("json", help=what + " (JSON, - for stdin, @FILE)")
+    process = commands.add_parser("process", help="process leads and queue their webhooks")
+    process.add_argument("json", help='{"campaign": C, "lead_ids"?, "outcome"?, "lead_responses"?, '
+                         '"processed_at"?} (JSON, - for stdin, @FILE)')
+    webhooks = commands.add_parser("webhooks", help="print webhook attempts, one per line")
+    webhooks.add_argument("--since", type=int, default=0, help="only attempts with seq > SINCE")
+    waiting = commands.add_parser("wait-webhooks",
+                                  help="wait until no webhook is pending or lead scheduled")
+    waiting.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     commands.add_parser("clear-faults", help="remove every fault rule")
     requests = commands.add_parser("requests", help="print recorded requests, one per line")
     requests.add_argument("--since", type=int, default=0, help="only records with seq > SINCE")

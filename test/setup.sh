@@ -12,7 +12,8 @@ use_pg_version
 
 packages=(build-essential pkg-config ca-certificates python3 perl
           libipc-run-perl "postgresql-$PG_VERSION" "postgresql-server-dev-$PG_VERSION"
-          libcurl4-openssl-dev libjson-c-dev "postgresql-$PG_VERSION-cron")
+          libcurl4-openssl-dev libjson-c-dev "postgresql-$PG_VERSION-cron"
+          libmicrohttpd-dev libpq-dev curl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -2,7 +2,8 @@
 """Self-test of the API double: python3 test/test_api_double.py
 
 Starts the double on a free port of 127.0.0.1 and checks the endpoints, errors,
-rate limit, faults, recording, the responses endpoint, the control API and the CLI.
+rate limit, faults, recording, the responses endpoint, the control API, the CLI and
+the lead-processed webhooks, which go to a small receiver on 127.0.0.1 in this test.
 """
 
 import http.client
@@ -19,6 +20,7 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLE = os.path.join(HERE, "api_double.py")
@@ -156,6 +158,7 @@ class EndpointTest(DoubleTestCase):
         self.assertEqual(first["content_type"], "application/json")
         self.assertEqual(first["body"], [lead("a", x="1", flag=True), lead(7, "+911123456789")])
         self.assertEqual(json.loads(first["raw_body"]), first["body"])
+        self.assertEqual(first["body_bytes"], len(first["raw_body"].encode()))
         self.assertEqual(first["status"], 201)
         self.assertIsNone(first["fault"])
         self.assertEqual(first["lead_ids"], ["a", "7"])
@@ -363,6 +366,25 @@ class FaultTest(DoubleTestCase):
         self.assertEqual((record["seq"], record["fault"]), (1, "delay"))
         self.assertGreaterEqual(record["answered_at"] - record["received_at"], 0.4)
 
+    def test_delay_after_effect(self):
+        # the work is done at once, the answer comes late
+        self.control("POST", "fault", {"kind": "delay", "seconds": 0.5, "after_effect": True,
+                                       "count": 1})
+        results = {}
+        slow = threading.Thread(target=lambda: results.setdefault("slow", self.create(lead("a"))))
+        started = time.monotonic()
+        slow.start()
+        deadline = started + 5
+        while "a" not in self.leads().get("camp1", {}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertLess(time.monotonic() - started, 0.4)  # stored before the answer
+        self.assertNotIn("slow", results)
+        slow.join(5)
+        self.assertGreaterEqual(time.monotonic() - started, 0.5)
+        self.assertAnswer(results["slow"], 201, {"created": 1})
+        self.assertEqual(self.records()[-1]["fault"], "delay")
+        self.assertAnswer(self.create(lead("a")), 400, {"error": "lead already exists", "lead_id": "a"})
+
     def test_drop(self):
         self.control("POST", "fault", {"kind": "drop", "count": 1})
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -390,7 +412,8 @@ class FaultTest(DoubleTestCase):
     def test_bad_rule(self):
         for rule in ({"kind": "boom"}, {"kind": "status"}, {"kind": "delay"},
                      {"kind": "drop", "count": 0}, {"kind": "drop", "endpoint": "nope"},
-                     {"kind": "drop", "typo": 1}):
+                     {"kind": "drop", "typo": 1}, {"kind": "drop", "after_effect": True},
+                     {"kind": "delay", "seconds": 1, "after_effect": "yes"}):
             with self.subTest(rule=rule):
                 code, _, _ = self.http("POST", "/_double/fault", rule, token=None)
                 self.assertEqual(code, 400)
@@ -495,6 +518,43 @@ class ControlTest(DoubleTestCase):
         self.control("POST", "reset", {"defaults": True})
         self.assertEqual(self.control("GET", "config")["tokens"], [TOKEN])
 
+    def test_max_body(self):
+        small, large = [lead("a")], [lead("b", note="x" * 300)]
+        limit = len(json.dumps(small)) + 10
+        self.control("POST", "config", {"max_body": limit, "rate_limit": 2})
+        self.assertEqual(self.control("GET", "config")["max_body"], limit)
+        self.control("POST", "fault", {"kind": "status", "status": 500, "count": 1})
+        code, headers, text = self.create(*large)
+        self.assertEqual((code, json.loads(text)), (413, {"detail": "Request body too large."}))
+        self.assertNotIn("Connection", headers)  # read whole: the connection stays usable
+        record = self.records()[-1]
+        self.assertEqual((record["status"], record["lead_ids"], record["fault"]), (413, ["b"], None))
+        self.assertEqual(record["body_bytes"], len(json.dumps(large)))
+        self.assertEqual(self.leads(), {})
+        # neither the fault nor the rate limit saw it
+        self.assertAnswer(self.create(*small), 500)
+        self.assertAnswer(self.api("PATCH", "update", body={"lead_id": "a", "x": "y" * 300}), 413)
+        self.assertAnswer(self.create(*small), 201)
+        self.assertEqual(self.create(lead("c"))[0], 429)
+        for bad in (0, -1, "100", 1.5, 16 * 1024 * 1024 + 1):
+            code, _, _ = self.http("POST", "/_double/config", {"max_body": bad}, token=None)
+            self.assertEqual(code, 400, bad)
+        self.control("POST", "config", {"max_body": None, "rate_limit": 1000})
+        self.assertAnswer(self.create(*large), 201)
+
+    def test_body_too_large_to_read(self):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        self.addCleanup(connection.close)
+        connection.putrequest("POST", "/api/v4/leads/create/camp1/")
+        connection.putheader("Authorization", "Bearer " + TOKEN)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(16 * 1024 * 1024 + 1))
+        connection.endheaders()
+        response = connection.getresponse()
+        self.assertEqual((response.status, response.getheader("Connection")), (413, "close"))
+        record = self.records()[-1]
+        self.assertEqual((record["status"], record["body_bytes"]), (413, 16 * 1024 * 1024 + 1))
+
     def test_control_errors(self):
         self.assertEqual(self.http("GET", "/_double/nothing", token=None)[0], 404)
         self.assertEqual(self.http("GET", "/_double/reset", token=None)[0], 405)
@@ -544,6 +604,310 @@ class ControlTest(DoubleTestCase):
         self.assertTrue(done.stderr)
 
 
+class Receiver:
+    """A webhook receiver on 127.0.0.1: answers each POST with the next action of
+    its script (a status, or (seconds, status) to answer late), then 201."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.script = []
+        self.got = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.got.append({"path": self.path, "headers": dict(self.headers),
+                                         "body": body, "at": time.monotonic()})
+                    action = receiver.script.pop(0) if receiver.script else 201
+                if isinstance(action, tuple):
+                    time.sleep(action[0])
+                    action = action[1]
+                answer = json.dumps({"status": action}).encode()
+                self.send_response(action)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda *args: None  # a sender that gave up waiting
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def answers(self, *actions):
+        with self.lock:
+            self.script = list(actions)
+
+    def received(self):
+        with self.lock:
+            return list(self.got)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+WEBHOOK_KEYS = {"campaign_id", "lead_id", "phone_number", "contact_name", "lead_outcome",
+                "latest_recording_url", "latest_called_at", "processed_at", "created_at",
+                "lead_responses"}
+
+
+class WebhookTest(DoubleTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.receiver = Receiver()
+        self.addCleanup(self.receiver.close)
+        self.hook = "http://127.0.0.1:%d/squadstack/webhook/{campaign}/s3cret" % self.receiver.port
+        self.control("POST", "config", {"webhook_url": self.hook, "webhook_retry_base": 0.05,
+                                        "webhook_retry_max": 0.2, "webhook_timeout": 2})
+
+    def webhooks(self):
+        return self.control("GET", "webhooks")
+
+    def wait_idle(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.webhooks()
+            if status["pending"] == 0 and status["scheduled"] == 0:
+                return status["attempts"]
+            self.assertLess(time.monotonic(), deadline, status)
+            time.sleep(0.02)
+
+    def process(self, **request):
+        return self.control("POST", "process", dict({"campaign": "camp1"}, **request))
+
+    def process_error(self, request):
+        code, _, text = self.http("POST", "/_double/process", request, token=None)
+        self.assertEqual(code, 400, text)
+        return json.loads(text)["error"]
+
+    def summary(self, attempts):
+        return [(a["lead_id"], a["attempt"], a["status"], a["error"], a["result"])
+                for a in attempts]
+
+    def test_payload_and_responses(self):
+        self.create(lead("a", phone="9876543210", name="Asha"), lead(7, phone="+911123456789"))
+        answer = self.process(outcome="Connected", lead_responses={"interest": "high"},
+                              processed_at="2024-05-01T10:00:00+00:00")
+        masked = "http://127.0.0.1:%d/squadstack/webhook/camp1/***" % self.receiver.port
+        self.assertEqual(answer, {"processed": ["a", 7], "queued": 2, "webhook_url": masked})
+        attempts = self.wait_idle()
+        self.assertEqual(self.summary(attempts), [("a", 1, 201, None, "delivered"),
+                                                  (7, 1, 201, None, "delivered")])
+        self.assertEqual({a["url"] for a in attempts}, {masked})
+        got = self.receiver.received()
+        self.assertEqual([g["path"] for g in got], ["/squadstack/webhook/camp1/s3cret"] * 2)
+        for g in got:
+            self.assertEqual(g["headers"]["Content-Type"], "application/json")
+            self.assertNotIn("Authorization", g["headers"])
+        bodies = [json.loads(g["body"]) for g in got]
+        self.assertEqual([set(b) for b in bodies], [WEBHOOK_KEYS] * 2)
+        first = bodies[0]
+        self.assertEqual((first["campaign_id"], first["lead_id"], first["phone_number"],
+                          first["contact_name"], first["lead_outcome"], first["processed_at"],
+                          first["lead_responses"]),
+                         ("camp1", "a", "+919876543210", "Asha", "Connected",
+                          "2024-05-01T10:00:00+00:00", {"interest": "high"}))
+        self.assertEqual((bodies[1]["lead_id"], bodies[1]["phone_number"]), (7, "+911123456789"))
+        for b in bodies:
+            for key in ("latest_called_at", "processed_at", "created_at"):
+                datetime_value = b[key]
+                self.assertRegex(datetime_value, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
+        self.assertEqual([a["payload"] for a in attempts], bodies)
+        # the responses endpoint reports the same outcomes
+        code, _, text = self.http("GET", "/api/v4/leads/responses/camp1/")
+        self.assertEqual(code, 200, text)
+        listed = sorted(json.loads(text)["results"], key=lambda r: str(r["lead_id"]))
+        self.assertEqual(listed, sorted(bodies, key=lambda r: str(r["lead_id"])))
+        # the secret is shown nowhere
+        self.assertNotIn("s3cret", json.dumps(self.webhooks()) + json.dumps(self.control("GET", "config")))
+        # only created leads not processed yet are processed by default
+        self.assertEqual(self.process(), {"processed": [], "queued": 0, "webhook_url": None})
+        self.create(lead("b"), lead("c"))
+        self.api("POST", "disable", body=[{"lead_id": "c"}])
+        self.assertEqual(self.process()["processed"], ["b"])
+        # an explicit lead may be processed again: a new outcome, a new webhook
+        self.assertEqual(self.process(lead_ids=["a"], outcome="Callback")["queued"], 1)
+        self.wait_idle()
+        self.assertEqual(json.loads(self.receiver.received()[-1]["body"])["lead_outcome"], "Callback")
+
+    def test_retry_after_503(self):
+        self.receiver.answers(503, 503, 201)
+        self.create(lead("a"))
+        self.process()
+        attempts = self.wait_idle()
+        self.assertEqual(self.summary(attempts), [("a", 1, 503, None, "retrying"),
+                                                  ("a", 2, 503, None, "retrying"),
+                                                  ("a", 3, 201, None, "delivered")])
+        times = [g["at"] for g in self.receiver.received()]
+        self.assertEqual(len(times), 3)
+        # backoff doubles from webhook_retry_base (0.05 s)
+        self.assertGreaterEqual(times[1] - times[0], 0.045)
+        self.assertGreaterEqual(times[2] - times[1], 0.095)
+        self.assertEqual(json.loads(attempts[0]["answer"]), {"status": 503})
+        bodies = {g["body"] for g in self.receiver.received()}
+        self.assertEqual(len(bodies), 1)  # the same payload each time
+
+    def test_gives_up(self):
+        self.control("POST", "config", {"webhook_attempts": 3})
+        self.receiver.answers(500, 429, 502, 503, 503)
+        self.create(lead("a"))
+        self.process()
+        attempts = self.wait_idle()
+        self.assertEqual(self.summary(attempts), [("a", 1, 500, None, "retrying"),
+                                                  ("a", 2, 429, None, "retrying"),
+                                                  ("a", 3, 502, None, "gave_up")])
+        time.sleep(0.3)
+        self.assertEqual(len(self.receiver.received()), 3)
+
+    def test_no_retry_on_4xx(self):
+        self.receiver.answers(400, 403, 301)
+        self.create(lead("a"), lead("b"), lead("c"))
+        self.process()
+        attempts = self.wait_idle()
+        self.assertEqual(self.summary(attempts), [("a", 1, 400, None, "rejected"),
+                                                  ("b", 1, 403, None, "rejected"),
+                                                  ("c", 1, 301, None, "rejected")])
+        time.sleep(0.2)
+        self.assertEqual(len(self.receiver.received()), 3)
+
+    def test_unreachable_and_timeout(self):
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            closed_port = unused.getsockname()[1]
+        self.control("POST", "config", {
+            "webhook_attempts": 2, "webhook_timeout": 0.5,
+            "webhook_urls": {"camp2": "http://localhost:%d/hook/{campaign}/k" % closed_port}})
+        self.create(lead("x"), campaign="camp2")
+        self.assertEqual(self.process(campaign="camp2")["webhook_url"],
+                         "http://localhost:%d/hook/camp2/***" % closed_port)
+        self.assertEqual(self.summary(self.wait_idle()),
+                         [("x", 1, None, "connection refused", "retrying"),
+                          ("x", 2, None, "connection refused", "gave_up")])
+        self.receiver.answers((1.5, 201), 201)
+        self.create(lead("a"))
+        self.process()
+        self.assertEqual(self.summary(self.wait_idle())[2:],
+                         [("a", 1, None, "timeout", "retrying"), ("a", 2, 201, None, "delivered")])
+
+    def test_refuses_other_hosts(self):
+        before = self.control("GET", "config")
+        for url in ("http://10.0.0.1/hook", "http://192.168.1.1:8080/x", "http://example.com/x",
+                    "http://127.0.0.2:80/x", "http://0.0.0.0:80/x", "https://127.0.0.1/x",
+                    "ftp://127.0.0.1/x", "http://user:pw@127.0.0.1:80/x", "//127.0.0.1:80/x",
+                    "127.0.0.1:80/x", "http://127.0.0.1.example.com/x", "http://{campaign}/x",
+                    "http://127.0.0.1:0/x", "http://127.0.0.1:80/{lead}/x", "", 42):
+            for key, value in (("webhook_url", url), ("webhook_urls", {"camp1": url})):
+                code, _, text = self.http("POST", "/_double/config", {key: value}, token=None)
+                self.assertEqual(code, 400, (key, url, text))
+        self.assertEqual(self.control("GET", "config"), before)
+        self.control("POST", "config", {"webhook_urls": {"camp1": "http://[::1]:8080/k"}})
+        self.assertEqual(self.control("GET", "config")["webhook_urls"],
+                         {"camp1": "http://[::1]:8080/***"})
+        for url in ("http://localhost:8080/x/{campaign}/k", "http://[::1]:8080/k",
+                    "http://127.0.0.1/squadstack/webhook/{campaign}/s?token=t"):
+            self.control("POST", "config", {"webhook_url": url})
+        self.assertEqual(self.control("GET", "config")["webhook_url"],
+                         "http://127.0.0.1/squadstack/webhook/{campaign}/***?token=%2A%2A%2A")
+
+    def test_campaign_url_wins(self):
+        other = "http://127.0.0.1:%d/other/{campaign}/k2" % self.receiver.port
+        self.control("POST", "config", {"webhook_urls": {"camp2": other}})
+        self.create(lead("a"))
+        self.create(lead("b"), campaign="camp2")
+        self.process()
+        self.process(campaign="camp2")
+        self.wait_idle()
+        self.assertEqual(sorted(g["path"] for g in self.receiver.received()),
+                         ["/other/camp2/k2", "/squadstack/webhook/camp1/s3cret"])
+
+    def test_no_url_and_bad_requests(self):
+        self.create(lead("a"), lead("b"))
+        self.assertIn("no such lead", self.process_error({"campaign": "camp1", "lead_ids": ["zz"]}))
+        for bad in ({"campaign": "bad campaign"}, {"campaign": "camp1", "outcome": ""},
+                    {"campaign": "camp1", "lead_ids": "a"}, {"campaign": "camp1", "extra": 1},
+                    {"campaign": "camp1", "processed_at": "later"},
+                    {"campaign": "camp1", "lead_responses": []}, []):
+            self.process_error(bad)
+        self.control("POST", "config", {"webhook_queue_limit": 1})
+        self.assertIn("room for 1", self.process_error({"campaign": "camp1"}))
+        self.assertEqual(self.control("GET", "outcomes"), {})  # nothing half done
+        self.control("POST", "config", {"webhook_url": None})
+        self.assertEqual(self.process(), {"processed": ["a", "b"], "queued": 0,
+                                          "webhook_url": None})
+        self.assertEqual(len(self.control("GET", "outcomes")["camp1"]), 2)
+        self.assertEqual(self.webhooks(), {"pending": 0, "scheduled": 0, "attempts": []})
+
+    def test_auto_process(self):
+        self.control("POST", "config", {"auto_process": {"delay": 1.0, "outcome": "Auto",
+                                                         "lead_responses": {"k": "v"}}})
+        self.assertEqual(self.control("GET", "config")["auto_process"],
+                         {"delay": 1.0, "outcome": "Auto", "lead_responses": {"k": "v"}})
+        self.create(lead("a"), lead("b"))
+        self.api("POST", "disable", body=[{"lead_id": "b"}])  # disabled in time: never processed
+        status = self.webhooks()
+        self.assertEqual((status["scheduled"], self.control("GET", "outcomes")), (2, {}))
+        attempts = self.wait_idle()
+        self.assertEqual(self.summary(attempts), [("a", 1, 201, None, "delivered")])
+        body = json.loads(self.receiver.received()[0]["body"])
+        self.assertEqual((body["lead_id"], body["lead_outcome"], body["lead_responses"]),
+                         ("a", "Auto", {"k": "v"}))
+        self.control("POST", "config", {"auto_process": 0})
+        self.assertEqual(self.control("GET", "config")["auto_process"]["delay"], 0.0)
+        for bad in ({"delay": -1}, {"delay": 1, "other": 2}, "soon", {"outcome": 3}):
+            code, _, _ = self.http("POST", "/_double/config", {"auto_process": bad}, token=None)
+            self.assertEqual(code, 400, bad)
+
+    def test_reset_forgets_pending(self):
+        self.control("POST", "config", {"webhook_retry_base": 5, "webhook_retry_max": 5})
+        self.receiver.answers(503)
+        self.create(lead("a"))
+        self.process()
+        deadline = time.monotonic() + 10
+        while not self.webhooks()["attempts"]:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+        self.assertEqual(self.webhooks()["pending"], 1)  # waiting for its retry
+        self.control("POST", "reset")
+        self.assertEqual(self.webhooks(), {"pending": 0, "scheduled": 0, "attempts": []})
+        time.sleep(0.2)
+        self.assertEqual(len(self.receiver.received()), 1)
+
+    def test_since_and_cli(self):
+        env = dict(os.environ, SQUADSTACK_DOUBLE_PORT=str(self.port))
+
+        def ctl(*args):
+            return subprocess.run([sys.executable, CTL] + list(args), env=env,
+                                  capture_output=True, text=True, timeout=20)
+
+        self.create(lead("a"), lead("b"))
+        done = ctl("process", '{"campaign": "camp1", "lead_ids": ["a"]}')
+        self.assertEqual((done.returncode, done.stdout, done.stderr), (0, "", ""))
+        self.assertEqual(ctl("wait-webhooks", "--timeout", "10").returncode, 0)
+        self.process(lead_ids=["b"])
+        self.wait_idle()
+        lines = ctl("webhooks", "--since", "1").stdout.splitlines()
+        self.assertEqual([(r["seq"], r["lead_id"]) for r in map(json.loads, lines)], [(2, "b")])
+        self.assertNotEqual(ctl("process", '{"campaign": "camp1", "lead_ids": ["zz"]}').returncode, 0)
+        self.control("POST", "config", {"webhook_retry_base": 5, "webhook_retry_max": 5})
+        self.receiver.answers(503)
+        self.process(lead_ids=["a"])
+        waited = ctl("wait-webhooks", "--timeout", "0.3")
+        self.assertEqual(waited.returncode, 1)
+        self.assertIn("1 webhook(s) pending", waited.stderr)
+
+
 class LifecycleTest(unittest.TestCase):
 
     def setUp(self):
@@ -569,6 +933,82 @@ class LifecycleTest(unittest.TestCase):
     def test_max_lifetime(self):
         proc = self.start("--max-lifetime", "0.3")
         self.assertEqual(proc.wait(timeout=5), 0)
+
+    def test_max_body_option(self):
+        proc, port, _ = start_double(self.workdir, "--max-body", "100")
+        self.addCleanup(stop_process, proc)
+        with OPENER.open("http://127.0.0.1:%d/_double/config" % port, timeout=5) as response:
+            self.assertEqual(json.loads(response.read())["max_body"], 100)
+        done = subprocess.run([sys.executable, DOUBLE, "--max-body", str(16 * 1024 * 1024 + 1)],
+                              capture_output=True, text=True, timeout=20)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--max-body", done.stderr)
+
+    def test_webhook_options(self):
+        receiver = Receiver()
+        self.addCleanup(receiver.close)
+        proc, port, _ = start_double(
+            self.workdir, "--token", TOKEN, "--auto-process", "0", "--auto-outcome", "Auto",
+            "--webhook-url", "http://127.0.0.1:%d/hook/{campaign}/sec" % receiver.port,
+            "--webhook-attempts", "2", "--webhook-retry-base", "0.01", "--webhook-timeout", "3",
+            "--webhook-queue-limit", "10")
+        self.addCleanup(stop_process, proc)
+        with OPENER.open("http://127.0.0.1:%d/_double/config" % port, timeout=5) as response:
+            config = json.loads(response.read())
+        self.assertEqual((config["webhook_url"], config["webhook_attempts"],
+                          config["webhook_retry_base"], config["webhook_timeout"],
+                          config["webhook_queue_limit"], config["auto_process"]["outcome"]),
+                         ("http://127.0.0.1:%d/hook/{campaign}/***" % receiver.port, 2, 0.01,
+                          3.0, 10, "Auto"))
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d/api/v4/leads/create/c9/" % port, method="POST",
+            data=json.dumps([lead("a")]).encode(),
+            headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+        with OPENER.open(request, timeout=5) as response:
+            self.assertEqual(response.status, 201)
+        deadline = time.monotonic() + 10
+        while not receiver.received():
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+        got = receiver.received()[0]
+        self.assertEqual((got["path"], json.loads(got["body"])["lead_outcome"]), ("/hook/c9/sec", "Auto"))
+
+    def test_webhook_option_refuses_other_hosts(self):
+        for args in (["--webhook-url", "http://10.1.2.3:8080/hook"],
+                     ["--webhook-url", "https://127.0.0.1/hook"],
+                     ["--campaign-webhook-url", "c1=http://example.com/hook"],
+                     ["--campaign-webhook-url", "http://127.0.0.1/hook"],
+                     ["--webhook-attempts", "21"]):
+            done = subprocess.run([sys.executable, DOUBLE, "--max-lifetime", "5"] + args,
+                                  capture_output=True, text=True, timeout=20)
+            self.assertEqual(done.returncode, 2, args)
+            self.assertTrue(done.stderr, args)
+
+    def test_sigterm_with_webhook_in_flight(self):
+        # a receiver that takes the connection and never answers
+        silent = socket.socket()
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        proc, port, _ = start_double(
+            self.workdir, "--token", TOKEN, "--webhook-timeout", "60",
+            "--webhook-url", "http://127.0.0.1:%d/hook/{campaign}/s" % silent.getsockname()[1])
+        self.addCleanup(stop_process, proc)
+        base = "http://127.0.0.1:%d" % port
+        for path, body, headers in (
+                ("/api/v4/leads/create/c1/", [lead("a")],
+                 {"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"}),
+                ("/_double/process", {"campaign": "c1"}, {})):
+            request = urllib.request.Request(base + path, method="POST",
+                                             data=json.dumps(body).encode(), headers=headers)
+            OPENER.open(request, timeout=5).close()
+        with OPENER.open(base + "/_double/webhooks", timeout=5) as response:
+            self.assertEqual(json.loads(response.read())["pending"], 1)
+        time.sleep(0.2)  # the attempt is in flight now, waiting for an answer
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=10), 0)
+        self.assertLess(time.monotonic() - started, 3)
 
     def test_parent_gone(self):
         parent = subprocess.Popen(["sleep", "30"])

@@ -1,4 +1,4 @@
-# Updating the extension from 0.1.0 to 0.2.0 in a database that uses it:
+# Updating the extension from 0.1.0 to the current version in a database that uses it:
 # the current library works with the 0.1.0 schema until the update (the
 # sync trigger then queues to the outbox as 0.1.0 did), the update keeps
 # what is queued, everything queued before and after is delivered in order,
@@ -36,7 +36,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION squadstack');
 is($node->safe_psql('fresh',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'squadstack'}),
-	'0.2.0', 'a fresh install is 0.2.0');
+	'0.3.0', 'a fresh install is 0.3.0');
 
 # 0.1.0, in use
 $node->safe_psql(
@@ -60,7 +60,7 @@ SELECT squadstack_create_leads('camp_u',
 $node->safe_psql('postgres', 'ALTER EXTENSION squadstack UPDATE');
 is($node->safe_psql('postgres',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'squadstack'}),
-	'0.2.0', 'updated to 0.2.0');
+	'0.3.0', 'updated to 0.3.0');
 is($node->safe_psql('postgres',
 		q{SELECT string_agg(lead_id || ':' || op || ':' || state, ',' ORDER BY id) FROM squadstack.outbox}),
 	'U1:create:queued,U2:create:queued', 'the update keeps what was queued');
@@ -133,7 +133,7 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
 my $fresh = $node->safe_psql('fresh', $describe);
 my $upgraded = $node->safe_psql('postgres', $describe);
 like($fresh, qr/relation intake kind=r/, 'the description covers the intake');
-is($upgraded, $fresh, 'the updated schema equals a fresh install of 0.2.0');
+is($upgraded, $fresh, 'the updated schema equals a fresh install of 0.3.0');
 
 # pg_dump and pg_restore keep the queue (intake included), the registry,
 # the outcomes and the inbox with its statuses

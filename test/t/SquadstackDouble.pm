@@ -33,7 +33,8 @@ use Test::More;
 
 use Exporter 'import';
 our @EXPORT = qw(wait_for wait_for_sql worker_pid sliding_max
-  budget_used queue_leads lead_ids count_by_lead epoch_now);
+  budget_used queue_leads lead_ids count_by_lead epoch_now
+  log_position worker_exits);
 
 my $json = JSON::PP->new->canonical;
 my @running;    # doubles to stop at exit
@@ -51,7 +52,8 @@ sub script_dir
 
 SquadstackDouble->new(%params) starts a double.  Parameters: tokens (array
 ref of accepted tokens, default ['test-token']), rate_limit (default 1000),
-rate_window (seconds, default 1), port (default: a free one).
+rate_window (seconds, default 1), port (default: a free one), args (array ref
+of more api_double.py options, e.g. ['--webhook-url' => $url]).
 
 =cut
 
@@ -63,6 +65,7 @@ sub new
 		rate_limit => $params{rate_limit} || 1000,
 		rate_window => $params{rate_window} || 1,
 		port => $params{port} || 0,
+		args => $params{args} || [],
 		dir => PostgreSQL::Test::Utils::tempdir('double'),
 		scripts => script_dir(),
 	}, $class;
@@ -88,7 +91,8 @@ sub start
 		'--rate-limit' => $self->{rate_limit},
 		'--rate-window' => $self->{rate_window},
 		'--parent-pid' => $$,
-		'--max-lifetime' => 900);
+		'--max-lifetime' => 900,
+		@{ $self->{args} });
 	my $pid = fork();
 	croak "fork failed: $!" unless defined $pid;
 	if ($pid == 0)
@@ -155,17 +159,26 @@ sub url { return "http://127.0.0.1:$_[0]->{port}/api/v4"; }
 sub log_file { return $_[0]->{log}; }
 
 # Run double_ctl.py with the given arguments; returns its output, dies on
-# failure.  JSON arguments may be given as Perl references.
+# failure.  JSON arguments may be given as Perl references; a long one (a
+# fault quoting a large lead) goes through standard input, as an argument
+# may not be that long.
 sub ctl
 {
 	my ($self, @args) = @_;
-	my ($out, $err) = ('', '');
+	my ($in, $out, $err) = (undef, '', '');
 
 	@args = map { ref $_ ? $json->encode($_) : $_ } @args;
+	for my $arg (@args)
+	{
+		next unless length($arg) > 16384;
+		croak "only one long argument can go through standard input"
+		  if defined $in;
+		($in, $arg) = ($arg, '-');
+	}
 	my @cmd = ('python3', "$self->{scripts}/double_ctl.py",
 		'--port' => $self->{port}, @args);
-	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
-		IPC::Run::timeout(30))
+	IPC::Run::run(\@cmd, '<', \$in, '>', \$out, '2>', \$err,
+		IPC::Run::timeout($self->{ctl_timeout} // 30))
 	  or croak "double_ctl @args failed: $err";
 	return $out;
 }
@@ -179,6 +192,52 @@ sub leads
 {
 	my ($self) = @_;
 	return $json->decode($self->ctl('leads'));
+}
+
+=pod
+
+$double->process(campaign => $c, %request): the double processes leads (all
+of the campaign's created, unprocessed ones unless lead_ids => [...] is given;
+outcome, lead_responses, processed_at) and queues their webhooks.
+
+$double->webhooks(%filter): the recorded webhook attempts, in order, each
+{seq, campaign, lead_id, url (secret as ***), attempt, attempts, status,
+error, answer, result, payload}; result is delivered, rejected, retrying,
+gave_up or dropped.  Filters: campaign, lead_id, result.
+
+$double->wait_webhooks($timeout): wait until no webhook is pending and no lead
+scheduled for processing; returns whether that happened in time.
+
+=cut
+
+sub process
+{
+	my ($self, %request) = @_;
+	return $self->ctl('process', \%request);
+}
+
+sub webhooks
+{
+	my ($self, %f) = @_;
+	my @attempts;
+
+	for my $line (split /\n/, $self->ctl('webhooks'))
+	{
+		my $r = $json->decode($line);
+		next if defined $f{campaign} && $r->{campaign} ne $f{campaign};
+		next if defined $f{lead_id} && $r->{lead_id} ne $f{lead_id};
+		next if defined $f{result} && $r->{result} ne $f{result};
+		push @attempts, $r;
+	}
+	return @attempts;
+}
+
+sub wait_webhooks
+{
+	my ($self, $timeout) = @_;
+	$timeout //= 30;
+	local $self->{ctl_timeout} = $timeout + 30;
+	return eval { $self->ctl('wait-webhooks', '--timeout', $timeout); 1 } ? 1 : 0;
 }
 
 =pod
@@ -283,17 +342,17 @@ sub wait_for
 	}
 }
 
-# Wait until $sql returns $expected (default 't'); returns whether it did.
+# Wait until $sql returns $expected (default 't'), at most $timeout seconds
+# (default: the framework's); returns whether it did.  This is
+# PostgreSQL::Test::Cluster's poll_query_until, with a timeout of the
+# test's choosing.
 sub wait_for_sql
 {
 	my ($node, $sql, $expected, $timeout) = @_;
 	$expected //= 't';
-	return wait_for(
-		sub {
-			my ($rc, $out) = $node->psql('postgres', $sql);
-			return $rc == 0 && $out eq $expected;
-		},
-		$timeout);
+	local $PostgreSQL::Test::Utils::timeout_default = $timeout
+	  if defined $timeout;
+	return $node->poll_query_until('postgres', $sql, $expected);
 }
 
 # The worker's pid from pg_stat_activity, or '' if it is not running.
@@ -346,6 +405,24 @@ sub queue_leads
 	  . "FROM generate_series($from, $to) i))";
 	return $sql if $sql_only;
 	return $node->safe_psql('postgres', $sql);
+}
+
+# Where the server log ends now, for worker_exits.
+sub log_position
+{
+	my ($node) = @_;
+	return -s $node->logfile // 0;
+}
+
+# The server log's lines, after $offset, that say the worker exited or was
+# killed: the postmaster writes one for every end of the worker but a clean
+# shutdown.
+sub worker_exits
+{
+	my ($node, $offset) = @_;
+	my $log = slurp_file($node->logfile, $offset);
+	return grep { /background worker "squadstack worker" \(PID \d+\) (?:exited|was terminated)/ }
+	  split /\n/, $log;
 }
 
 # lead_id => number of the given requests that carried it

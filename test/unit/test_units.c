@@ -26,21 +26,21 @@ check(int ok, const char *what)
 static void
 phone_ok(const char *in, const char *want)
 {
-	char		out[SQS_PHONE_BUFSIZE];
+	char		out[SQUADSTACK_PHONE_BUFSIZE];
 	char		what[128];
 
 	snprintf(what, sizeof(what), "phone \"%s\" -> %s", in, want);
-	check(sqs_phone_normalise(in, strlen(in), out) && strcmp(out, want) == 0, what);
+	check(squadstack_phone_normalise(in, strlen(in), out) && strcmp(out, want) == 0, what);
 }
 
 static void
 phone_bad(const char *in)
 {
-	char		out[SQS_PHONE_BUFSIZE];
+	char		out[SQUADSTACK_PHONE_BUFSIZE];
 	char		what[128];
 
 	snprintf(what, sizeof(what), "phone \"%s\" rejected", in);
-	check(!sqs_phone_normalise(in, strlen(in), out), what);
+	check(!squadstack_phone_normalise(in, strlen(in), out), what);
 }
 
 int
@@ -73,30 +73,30 @@ main(void)
 	phone_bad("+91");
 
 	/* backoff: within [0, cap], cap doubling up to max */
-	check(sqs_backoff_ms(1, 1000, 3600000, 0.0) == 0, "backoff lower bound");
-	check(sqs_backoff_ms(1, 1000, 3600000, 0.999999) <= 1000, "backoff first cap");
-	check(sqs_backoff_ms(3, 1000, 3600000, 0.999999) <= 4000 &&
-		  sqs_backoff_ms(3, 1000, 3600000, 0.999999) > 3990, "backoff third cap");
-	check(sqs_backoff_ms(1000, 1000, 3600000, 0.999999) <= 3600000, "backoff max");
-	check(sqs_backoff_ms(1000, 1000, 3600000, 0.999999) > 3590000, "backoff reaches max");
-	check(sqs_backoff_ms(0, 1000, 3600000, 0.5) <= 1000, "backoff attempt 0");
-	check(sqs_backoff_ms(5, 1000, 3600000, 2.0) <= 16000, "backoff clamps rnd");
+	check(squadstack_backoff_ms(1, 1000, 3600000, 0.0) == 0, "backoff lower bound");
+	check(squadstack_backoff_ms(1, 1000, 3600000, 0.999999) <= 1000, "backoff first cap");
+	check(squadstack_backoff_ms(3, 1000, 3600000, 0.999999) <= 4000 &&
+		  squadstack_backoff_ms(3, 1000, 3600000, 0.999999) > 3990, "backoff third cap");
+	check(squadstack_backoff_ms(1000, 1000, 3600000, 0.999999) <= 3600000, "backoff max");
+	check(squadstack_backoff_ms(1000, 1000, 3600000, 0.999999) > 3590000, "backoff reaches max");
+	check(squadstack_backoff_ms(0, 1000, 3600000, 0.5) <= 1000, "backoff attempt 0");
+	check(squadstack_backoff_ms(5, 1000, 3600000, 2.0) <= 16000, "backoff clamps rnd");
 	for (i = 1; i < 64; i++)
-		check(sqs_backoff_ms(i, 86400000, 86400000, 0.999999) <= 86400000, "backoff no overflow");
+		check(squadstack_backoff_ms(i, 86400000, 86400000, 0.999999) <= 86400000, "backoff no overflow");
 
 	/* the limiter's window margin keeps >= 97% of the budget usable */
-	check(sqs_window_with_margin_ms(60000) > 60000, "margin positive");
-	check(60000.0 / sqs_window_with_margin_ms(60000) >= 0.97, "margin 60 s");
-	check(2000.0 / sqs_window_with_margin_ms(2000) >= 0.97, "margin 2 s");
-	check(sqs_window_with_margin_ms(2000) >= 2050, "margin at least 50 ms");
+	check(squadstack_window_with_margin_ms(60000) > 60000, "margin positive");
+	check(60000.0 / squadstack_window_with_margin_ms(60000) >= 0.97, "margin 60 s");
+	check(2000.0 / squadstack_window_with_margin_ms(2000) >= 0.97, "margin 2 s");
+	check(squadstack_window_with_margin_ms(2000) >= 2050, "margin at least 50 ms");
 
 	/* Retry-After in seconds */
-	check(sqs_retry_after_seconds_ms("120") == 120000, "retry-after 120");
-	check(sqs_retry_after_seconds_ms(" 0 ") == 0, "retry-after 0");
-	check(sqs_retry_after_seconds_ms("Wed, 21 Oct 2015 07:28:00 GMT") == -1, "retry-after date is not seconds");
-	check(sqs_retry_after_seconds_ms("1.5") == -1, "retry-after fraction");
-	check(sqs_retry_after_seconds_ms("") == -1, "retry-after empty");
-	check(sqs_retry_after_seconds_ms("99999999999999999999") == 86400LL * 7 * 1000, "retry-after capped");
+	check(squadstack_retry_after_seconds_ms("120") == 120000, "retry-after 120");
+	check(squadstack_retry_after_seconds_ms(" 0 ") == 0, "retry-after 0");
+	check(squadstack_retry_after_seconds_ms("Wed, 21 Oct 2015 07:28:00 GMT") == -1, "retry-after date is not seconds");
+	check(squadstack_retry_after_seconds_ms("1.5") == -1, "retry-after fraction");
+	check(squadstack_retry_after_seconds_ms("") == -1, "retry-after empty");
+	check(squadstack_retry_after_seconds_ms("99999999999999999999") == 86400LL * 7 * 1000, "retry-after capped");
 
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;

@@ -1,0 +1,19 @@
+/*-------------------------------------------------------------------------
+ *
+ * enqueue.h
+ *		Queueing lead operations into the outbox (enqueue.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SQUADSTACK_ENQUEUE_H
+#define SQUADSTACK_ENQUEUE_H
+
+#include "lead.h"
+
+/* queueing (enqueue.c) */
+extern int64 squadstack_enqueue(const char *campaign, const char *op, List *ops,
+						 bool skip_existing);
+extern int64 squadstack_enqueue_arrays(const char *campaign, const char *op,
+								SquadstackLeadArrays *ops, bool skip_existing);
+
+#endif							/* SQUADSTACK_ENQUEUE_H */

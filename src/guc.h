@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.h
+ *		Every setting of the extension (guc.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SQUADSTACK_GUC_H
+#define SQUADSTACK_GUC_H
+
+#include "squadstack.h"
+
+/* the settings (guc.c) */
+extern char *squadstack_api_url;
+extern char *squadstack_token;
+extern int	squadstack_rate_limit;
+extern int	squadstack_rate_window_ms;
+extern int	squadstack_batch_size;
+extern int	squadstack_request_timeout_ms;
+extern int	squadstack_max_attempts;
+extern int	squadstack_retry_base_ms;
+extern int	squadstack_retry_max_ms;
+extern int	squadstack_phone_format;
+extern char *squadstack_webhook_secret;
+extern char *squadstack_webhook_timezone;
+extern int	squadstack_max_lead_bytes;
+extern int	squadstack_max_request_bytes;
+extern int	squadstack_lock_timeout_ms;
+extern char *squadstack_duplicate_create_pattern;
+
+extern void squadstack_config_from_gucs(SquadstackConfig *cfg);
+
+extern int	squadstack_retention_s;
+extern char *squadstack_database_name;
+
+extern void squadstack_define_gucs(void);
+extern void squadstack_config_to_session(const SquadstackConfig *cfg);
+
+/* why a token is not fit for an HTTP header, or NULL */
+extern const char *squadstack_token_problem(const char *token);
+
+#endif							/* SQUADSTACK_GUC_H */

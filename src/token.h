@@ -1,0 +1,17 @@
+/*-------------------------------------------------------------------------
+ *
+ * token.h
+ *		Access tokens: lookup and digest (token.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SQUADSTACK_TOKEN_H
+#define SQUADSTACK_TOKEN_H
+
+#include "squadstack.h"
+
+/* access tokens (token.c) */
+extern char *squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg);
+extern char *squadstack_token_id(const char *token);
+
+#endif							/* SQUADSTACK_TOKEN_H */
