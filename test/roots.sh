@@ -28,7 +28,7 @@
 
 SQUADSTACK_CACHE=${SQUADSTACK_CACHE:-/var/cache/squadstack}
 # changed whenever what a root is made of changes: older caches are made again
-ROOTS_FORMAT=2
+ROOTS_FORMAT=3
 
 . "$(dirname "${BASH_SOURCE[0]}")/pgversion.sh"
 
@@ -98,6 +98,9 @@ minbase_tarball() {
     fi
     rm -f "$tmp/root/etc/apt/sources.list"
     root_sources "$suite" >"$tmp/root/etc/apt/sources.list.d/debian.sources"
+    # debootstrap's package lists are of the main suite alone: a root
+    # starts without lists, so that apt-get update reads all its suites
+    find "$tmp/root/var/lib/apt/lists" -maxdepth 1 -type f ! -name lock -delete
     # a mirror's copy of sid can be older than its Release file's
     # Valid-Until; no recommends, as in test/setup.sh
     cat >"$tmp/root/etc/apt/apt.conf.d/90squadstack" <<'EOF'
