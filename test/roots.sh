@@ -16,18 +16,20 @@
 #
 # Everything is cached under $SQUADSTACK_CACHE (default
 # /var/cache/squadstack):
-#   minbase/SUITE.tar   a pristine debootstrap --variant=minbase of SUITE,
+#   minbase/SUITE.vN.tar  a pristine debootstrap --variant=minbase of SUITE,
 #                       unpacked for every fresh root (a package install test
 #                       wants a root without build tools, and unpacking is
 #                       far cheaper than running debootstrap again)
-#   roots/SUITE/        a root made from it once, in which the test suite
+#   roots/SUITE.vN/     a root made from it once, in which the test suite
 #                       installs its build and test dependencies; kept
 #                       between runs, made again when missing
 # Both are made again when missing or incomplete (a stamp is written last).
 # The mirror is the one this machine's apt uses.
 
 SQUADSTACK_CACHE=${SQUADSTACK_CACHE:-/var/cache/squadstack}
-# changed whenever what a root is made of changes: older caches are made again
+# changed whenever what a root is made of changes; the cache names carry it,
+# so that runs of older and newer checkouts on one machine do not undo each
+# other's roots
 ROOTS_FORMAT=3
 
 . "$(dirname "${BASH_SOURCE[0]}")/pgversion.sh"
@@ -76,7 +78,6 @@ minbase_tarball() {
   (
     flock 9
     [ -s "$tarball" ] && exit 0
-    rm -f "$dir/$suite".tar "$dir/$suite".v*.tar
     if ! command -v debootstrap >/dev/null; then
       echo "== installing debootstrap" >&2
       apt-get -o Acquire::Check-Valid-Until=false update -qq
@@ -146,7 +147,8 @@ remove_root() {
 
 # The cached test root of SUITE (made when missing); prints its path.
 test_root() {
-  local suite=$1 root="$SQUADSTACK_CACHE/roots/$suite"
+  local suite=$1 root
+  root="$SQUADSTACK_CACHE/roots/$suite.v$ROOTS_FORMAT"
   mkdir -p "$SQUADSTACK_CACHE/roots"
   (
     flock 9
@@ -155,7 +157,7 @@ test_root() {
     echo "== making the $suite test root" >&2
     unpack_root "$suite" "$root" || exit 1
     echo "$ROOTS_FORMAT" >"$root/.squadstack-root"
-  ) 9>"$SQUADSTACK_CACHE/roots/$suite.lock" || return 1
+  ) 9>"$root.create-lock" || return 1
   echo "$root"
 }
 
