@@ -16,17 +16,21 @@
 #
 # Everything is cached under $SQUADSTACK_CACHE (default
 # /var/cache/squadstack):
-#   minbase/SUITE.tar   a pristine debootstrap --variant=minbase of SUITE,
+#   minbase/SUITE.vN.tar  a pristine debootstrap --variant=minbase of SUITE,
 #                       unpacked for every fresh root (a package install test
 #                       wants a root without build tools, and unpacking is
 #                       far cheaper than running debootstrap again)
-#   roots/SUITE/        a root made from it once, in which the test suite
+#   roots/SUITE.vN/     a root made from it once, in which the test suite
 #                       installs its build and test dependencies; kept
 #                       between runs, made again when missing
 # Both are made again when missing or incomplete (a stamp is written last).
 # The mirror is the one this machine's apt uses.
 
 SQUADSTACK_CACHE=${SQUADSTACK_CACHE:-/var/cache/squadstack}
+# changed whenever what a root is made of changes; the cache names carry it,
+# so that runs of older and newer checkouts on one machine do not undo each
+# other's roots
+ROOTS_FORMAT=3
 
 . "$(dirname "${BASH_SOURCE[0]}")/pgversion.sh"
 
@@ -37,10 +41,39 @@ debian_mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
+# The security mirror beside it (the URIs of a -security suite).
+security_mirror() {
+  local m
+  m=$(awk '/^URIs:/ { uri = $2 } /^Suites:.*-security/ { print uri; exit }' \
+    /etc/apt/sources.list.d/debian.sources 2>/dev/null)
+  echo "${m:-$(dirname "$(debian_mirror)")/debian-security}"
+}
+
+# apt's sources for a root of SUITE: this machine's own for its own suite;
+# a release's updates and security suites too, as a server of it has them
+# (packages built there may depend on their versions); unstable alone.
+root_sources() {
+  local suite=$1 mirror
+  if [ "$suite" = "$(this_suite)" ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    cat /etc/apt/sources.list.d/debian.sources
+    return
+  fi
+  mirror=$(debian_mirror)
+  if [ "$suite" = sid ]; then
+    printf 'Types: deb\nURIs: %s\nSuites: sid\nComponents: main\nSigned-By: %s\n' \
+      "$mirror" /usr/share/keyrings/debian-archive-keyring.gpg
+  else
+    printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: %s\n\n' \
+      "$mirror" "$suite" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg
+    printf 'Types: deb\nURIs: %s\nSuites: %s-security\nComponents: main\nSigned-By: %s\n' \
+      "$(security_mirror)" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg
+  fi
+}
+
 # The cached minbase tarball of SUITE (made when missing); prints its path.
 minbase_tarball() {
   local suite=$1 dir="$SQUADSTACK_CACHE/minbase"
-  local tarball="$dir/$suite.tar"
+  local tarball="$dir/$suite.v$ROOTS_FORMAT.tar"
   mkdir -p "$dir"
   (
     flock 9
@@ -65,13 +98,10 @@ minbase_tarball() {
       exit 1
     fi
     rm -f "$tmp/root/etc/apt/sources.list"
-    cat >"$tmp/root/etc/apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: $mirror
-Suites: $suite
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+    root_sources "$suite" >"$tmp/root/etc/apt/sources.list.d/debian.sources"
+    # debootstrap's package lists are of the main suite alone: a root
+    # starts without lists, so that apt-get update reads all its suites
+    find "$tmp/root/var/lib/apt/lists" -maxdepth 1 -type f ! -name lock -delete
     # a mirror's copy of sid can be older than its Release file's
     # Valid-Until; no recommends, as in test/setup.sh
     cat >"$tmp/root/etc/apt/apt.conf.d/90squadstack" <<'EOF'
@@ -117,16 +147,17 @@ remove_root() {
 
 # The cached test root of SUITE (made when missing); prints its path.
 test_root() {
-  local suite=$1 root="$SQUADSTACK_CACHE/roots/$suite"
+  local suite=$1 root
+  root="$SQUADSTACK_CACHE/roots/$suite.v$ROOTS_FORMAT"
   mkdir -p "$SQUADSTACK_CACHE/roots"
   (
     flock 9
-    [ -f "$root/.squadstack-root" ] && exit 0
+    [ "$(cat "$root/.squadstack-root" 2>/dev/null)" = "$ROOTS_FORMAT" ] && exit 0
     remove_root "$root" || exit 1
     echo "== making the $suite test root" >&2
     unpack_root "$suite" "$root" || exit 1
-    touch "$root/.squadstack-root"
-  ) 9>"$SQUADSTACK_CACHE/roots/$suite.lock" || return 1
+    echo "$ROOTS_FORMAT" >"$root/.squadstack-root"
+  ) 9>"$root.create-lock" || return 1
   echo "$root"
 }
 

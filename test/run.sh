@@ -101,9 +101,10 @@ native() {
   # nothing to test without a build
   [ "$failed" -eq "$before" ] || return 0
   run "PostgreSQL $v: unit tests (phone, backoff)" make -s -C test/unit clean run
-  # the double is the same for every version
+  # the double and the expected files are the same for every version
   if [ "$v" = "$oldest" ]; then
     run "API double self-test" python3 test/test_api_double.py
+    run "alternative expected files agree with the main ones" python3 test/expected_variants.py
   fi
   run "PostgreSQL $v: pg_regress against the API double" \
     env PGPORT="$(free_port)" pg_virtualenv -v "$v" -t -o "listen_addresses=127.0.0.1 " -o "max_worker_processes=16" \
