@@ -9,6 +9,7 @@ EXTVERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" \
 	$(dir $(firstword $(MAKEFILE_LIST)))$(EXTENSION).control)
 MODULE_big = squadstack
 OBJS = \
+	src/access.o \
 	src/backoff.o \
 	src/claim.o \
 	src/deliver.o \
@@ -39,6 +40,7 @@ OBJS = \
 	src/trigger_args.o \
 	src/webhook.o \
 	src/webhook_payload.o \
+	src/webhook_secret.o \
 	src/worker.o \
 	src/writeback.o
 

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * enqueue.c
- *		SQL functions that queue lead operations, retry failed ones and set
- *		per-campaign access tokens.
+ *		SQL functions that queue lead operations and retry failed ones.
  *
  * Operations are rows of squadstack.outbox written in the caller's
  * transaction: nothing is sent unless that transaction commits.
@@ -34,9 +33,6 @@ PG_FUNCTION_INFO_V1(squadstack_update_lead);
 PG_FUNCTION_INFO_V1(squadstack_delete_lead);
 PG_FUNCTION_INFO_V1(squadstack_convert_lead);
 PG_FUNCTION_INFO_V1(squadstack_retry);
-PG_FUNCTION_INFO_V1(squadstack_set_token);
-PG_FUNCTION_INFO_V1(squadstack_grant_campaign);
-PG_FUNCTION_INFO_V1(squadstack_revoke_campaign);
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr create_plan = NULL;
@@ -411,87 +407,4 @@ squadstack_retry(PG_FUNCTION_ARGS)
 	if (n > 0)
 		squadstack_wake_worker_at_commit();
 	PG_RETURN_INT64((int64) n);
-}
-
-/*
- * Set or remove (NULL) the access token of one campaign, or with campaign
- * "*" the default token.  The token is never echoed in any message.
- */
-Datum
-squadstack_set_token(PG_FUNCTION_ARGS)
-{
-	char	   *campaign;
-	Datum		args[2];
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-
-	/* "*" stands for every campaign without a token of its own */
-	check_not_null(fcinfo, 0, "campaign");
-	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (strcmp(campaign, SQUADSTACK_ALL_CAMPAIGNS) != 0)
-		squadstack_check_campaign(campaign);
-	args[0] = CStringGetTextDatum(campaign);
-	SPI_connect();
-	if (PG_ARGISNULL(1))
-	{
-		squadstack_exec("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
-				 1, argtypes, args, NULL, SPI_OK_DELETE);
-	}
-	else
-	{
-		char	   *token = text_to_cstring(PG_GETARG_TEXT_PP(1));
-		const char *problem = token[0] == '\0' ?
-			"A token is not empty; use NULL to remove a campaign's token." :
-			squadstack_token_problem(token);
-
-		if (problem != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid access token for campaign \"%s\"", campaign),
-					 errdetail_internal("%s", problem)));
-		args[1] = CStringGetTextDatum(token);
-		squadstack_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
-				 "VALUES ($1, $2) ON CONFLICT (campaign_id) "
-				 "DO UPDATE SET token = excluded.token, updated_at = now()",
-				 2, argtypes, args, NULL, SPI_OK_INSERT);
-	}
-	SPI_finish();
-	/* a new token may resume a paused campaign */
-	squadstack_wake_worker_at_commit();
-	PG_RETURN_VOID();
-}
-
-/* the campaign argument of a grant: a campaign id or '*' */
-static char *
-grant_campaign_arg(FunctionCallInfo fcinfo)
-{
-	char	   *campaign;
-
-	check_not_null(fcinfo, 0, "campaign");
-	check_not_null(fcinfo, 1, "role");
-	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (strcmp(campaign, "*") != 0)
-		squadstack_check_campaign(campaign);
-	return campaign;
-}
-
-/*
- * squadstack_grant_campaign(campaign, role): role, and the roles that have
- * its privileges, may use campaign ('*': every campaign).
- */
-Datum
-squadstack_grant_campaign(PG_FUNCTION_ARGS)
-{
-	char	   *campaign = grant_campaign_arg(fcinfo);
-
-	squadstack_grant_campaign_to(campaign, PG_GETARG_OID(1));
-	PG_RETURN_VOID();
-}
-
-/* squadstack_revoke_campaign(campaign, role): whether there was a grant */
-Datum
-squadstack_revoke_campaign(PG_FUNCTION_ARGS)
-{
-	char	   *campaign = grant_campaign_arg(fcinfo);
-
-	PG_RETURN_BOOL(squadstack_revoke_campaign_from(campaign, PG_GETARG_OID(1)));
 }

@@ -26,6 +26,7 @@
 #include "guc.h"
 #include "spi_util.h"
 #include "token.h"
+#include "token_file.h"
 
 /* Hex digits of the digest kept; 128 bits tell tokens apart well enough. */
 #define TOKEN_ID_HEX 32
@@ -77,6 +78,39 @@ squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg)
 	if (cfg->token[0] != '\0')
 		return pstrdup(cfg->token);
 	return NULL;
+}
+
+/*
+ * Set (token not NULL) or remove the access token of campaign ("*": the
+ * default token).  Inside SPI.
+ */
+void
+squadstack_token_set(const char *campaign, char *token)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	const char *problem;
+
+	args[0] = CStringGetTextDatum(campaign);
+	if (token == NULL)
+	{
+		squadstack_exec("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
+						1, argtypes, args, NULL, SPI_OK_DELETE);
+		return;
+	}
+	problem = token[0] == '\0' ?
+		"A token is not empty; use NULL to remove a campaign's token." :
+		squadstack_token_problem(token);
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid access token for campaign \"%s\"", campaign),
+				 errdetail_internal("%s", problem)));
+	args[1] = CStringGetTextDatum(token);
+	squadstack_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
+					"VALUES ($1, $2) ON CONFLICT (campaign_id) "
+					"DO UPDATE SET token = excluded.token, updated_at = now()",
+					2, argtypes, args, NULL, SPI_OK_INSERT);
 }
 
 /* Hex SHA-256 digest of the token, shortened to TOKEN_ID_HEX digits. */

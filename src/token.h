@@ -13,5 +13,6 @@
 /* access tokens (token.c) */
 extern char *squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg);
 extern char *squadstack_token_id(const char *token);
+extern void squadstack_token_set(const char *campaign, char *token);
 
 #endif							/* SQUADSTACK_TOKEN_H */

@@ -1,0 +1,112 @@
+/*-------------------------------------------------------------------------
+ *
+ * access.c
+ *		SQL functions that manage access: the access tokens of campaigns,
+ *		the secrets their webhooks present, and which roles may use them.
+ *
+ * All of them are for the extension's owner (the install script revokes
+ * them from PUBLIC).  A token or secret is never echoed in any message.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "grants.h"
+#include "lead.h"
+#include "shmem.h"
+#include "token.h"
+#include "token_file.h"
+#include "webhook_secret.h"
+
+PG_FUNCTION_INFO_V1(squadstack_set_token);
+PG_FUNCTION_INFO_V1(squadstack_set_webhook_secret);
+PG_FUNCTION_INFO_V1(squadstack_grant_campaign);
+PG_FUNCTION_INFO_V1(squadstack_revoke_campaign);
+
+
+/* the campaign argument: a campaign id or "*" for every campaign */
+static char *
+campaign_or_all_arg(FunctionCallInfo fcinfo)
+{
+	char	   *campaign;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("campaign must not be null")));
+	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (strcmp(campaign, SQUADSTACK_ALL_CAMPAIGNS) != 0)
+		squadstack_check_campaign(campaign);
+	return campaign;
+}
+
+/*
+ * squadstack_set_token(campaign, token): set or remove (NULL) the access
+ * token of one campaign, or with campaign "*" the default token.
+ */
+Datum
+squadstack_set_token(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_or_all_arg(fcinfo);
+
+	SPI_connect();
+	squadstack_token_set(campaign, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	SPI_finish();
+	/* a new token may resume a paused campaign */
+	squadstack_wake_worker_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * squadstack_set_webhook_secret(campaign, secret): set or remove (NULL)
+ * the secret webhooks of a campaign ("*": of every campaign without its
+ * own) must present.  Only its digest is kept.
+ */
+Datum
+squadstack_set_webhook_secret(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_or_all_arg(fcinfo);
+
+	SPI_connect();
+	squadstack_webhook_secret_set(campaign,
+								  PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* the role argument of a grant */
+static Oid
+role_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("role must not be null")));
+	return PG_GETARG_OID(1);
+}
+
+/*
+ * squadstack_grant_campaign(campaign, role): role, and the roles that have
+ * its privileges, may use campaign ('*': every campaign).
+ */
+Datum
+squadstack_grant_campaign(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_or_all_arg(fcinfo);
+
+	squadstack_grant_campaign_to(campaign, role_arg(fcinfo));
+	PG_RETURN_VOID();
+}
+
+/* squadstack_revoke_campaign(campaign, role): whether there was a grant */
+Datum
+squadstack_revoke_campaign(PG_FUNCTION_ARGS)
+{
+	char	   *campaign = campaign_or_all_arg(fcinfo);
+
+	PG_RETURN_BOOL(squadstack_revoke_campaign_from(campaign, role_arg(fcinfo)));
+}
