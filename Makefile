@@ -47,7 +47,7 @@ OBJS = \
 # a new install of the default version runs the base script and then the
 # update scripts in turn, as contrib modules do
 DATA = sql/squadstack--0.1.0.sql sql/squadstack--0.1.0--0.2.0.sql \
-	sql/squadstack--0.2.0--0.3.0.sql
+	sql/squadstack--0.2.0--0.3.0.sql sql/squadstack--0.3.0--0.4.0.sql
 PGFILEDESC = "squadstack - SquadStack outreach API client"
 
 REGRESS = validation enqueue privileges grants delivery ratelimit trigger webhook responses cancel engine writeback

@@ -34,15 +34,20 @@ SELECT lead_id, lead_outcome FROM squadstack.lead_outcomes WHERE lead_id IN ('R9
 SELECT squadstack_sync_responses('camp_s', '2024-01-01 02:25:00+00') AS stored;
 
 -- each page is one call under the rate limit: 1 call per 2 s here
-SET squadstack.rate_limit = 1;
-SET squadstack.rate_window = '2s';
+ALTER SYSTEM SET squadstack.rate_limit = 1;
+ALTER SYSTEM SET squadstack.rate_window = '2s';
+SELECT pg_reload_conf();
 SELECT pg_sleep(2.1);
+SHOW squadstack.rate_limit;
 SELECT squadstack_sync_responses('camp_s', '2024-01-01 00:00:00+00') AS stored;
 SELECT count(*) AS calls, bool_and(gap >= 2.0) AS spaced_by_window FROM (
   SELECT received_at - lag(received_at) OVER (ORDER BY seq) AS gap
   FROM received WHERE seq > (SELECT max(seq) - 2 FROM received)) s WHERE gap IS NOT NULL;
-RESET squadstack.rate_limit;
-RESET squadstack.rate_window;
+ALTER SYSTEM RESET squadstack.rate_limit;
+ALTER SYSTEM RESET squadstack.rate_window;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SHOW squadstack.rate_limit;
 
 -- errors: no token, the endpoint not available for the account, server trouble
 SET squadstack.token = '';

@@ -45,8 +45,10 @@ campaign_or_all_arg(FunctionCallInfo fcinfo)
 }
 
 /*
- * squadstack_set_token(campaign, token): set or remove (NULL) the access
- * token of one campaign, or with campaign "*" the default token.
+ * squadstack_set_token(campaign, token, business): set or remove (NULL)
+ * the access token of one campaign, or with campaign "*" the default
+ * token; the tokens of one business (NULL: the token is one of its own)
+ * share one rate budget.
  */
 Datum
 squadstack_set_token(PG_FUNCTION_ARGS)
@@ -54,7 +56,10 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 	char	   *campaign = campaign_or_all_arg(fcinfo);
 
 	SPI_connect();
-	squadstack_token_set(campaign, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	squadstack_token_set(campaign,
+						 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						 PG_NARGS() < 3 || PG_ARGISNULL(2) ? NULL :
+						 text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	SPI_finish();
 	/* a new token may resume a paused campaign */
 	squadstack_wake_worker_at_commit();

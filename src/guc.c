@@ -375,11 +375,12 @@ squadstack_define_gucs(void)
 							   check_token, NULL, NULL);
 
 	DefineCustomIntVariable("squadstack.rate_limit",
-							"Most API calls per rate window for one access token.",
-							NULL,
+							"Most API calls per rate window for one business.",
+							"A token is a business of its own unless squadstack_set_token() names one. "
+							"Set for the whole server: every process that sends counts in the same budget.",
 							&squadstack_rate_limit,
 							100, 1, 100000,
-							PGC_SUSET,
+							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 
@@ -388,7 +389,7 @@ squadstack_define_gucs(void)
 							NULL,
 							&squadstack_rate_window_ms,
 							60000, 100, 86400000,
-							PGC_SUSET,
+							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

@@ -8,10 +8,13 @@
  * squadstack.campaign_state, here too.
  *
  * The limiter is a sliding-window log kept in squadstack.api_calls: a call
- * is admitted when fewer than rate_limit calls with the same token started
- * within the window (plus a small margin).  Admission is serialised per
- * token by a row lock on squadstack.token_state, so every session and
- * process that sends shares one limit, and the log survives restarts.
+ * is admitted when fewer than rate_limit calls of the same budget started
+ * within the window (plus a small margin).  A budget is a business, whose
+ * tokens share it, or a token that is a business of its own (token.c).
+ * Admission is serialised per budget by a row lock on
+ * squadstack.budget_state, so every session and process that sends shares
+ * one limit, and the log survives restarts.  Pauses (429, 503, 401, 403)
+ * stay with the token that was answered so.
  *
  * Everything here runs inside SPI, in a short transaction of a process
  * that delivers.
@@ -29,6 +32,7 @@
 #include "backoff.h"
 #include "limiter.h"
 #include "spi_util.h"
+#include "token.h"
 
 const char *
 squadstack_admission_wait_text(SquadstackAdmission result)
@@ -66,7 +70,7 @@ squadstack_admit_call(const SquadstackConfig *cfg, const char *token_id, Squadst
 			 "ON CONFLICT DO NOTHING",
 			 1, argtypes, args, NULL, SPI_OK_INSERT);
 	SQUADSTACK_EXEC_KEPT("SELECT paused_until FROM squadstack.token_state "
-			 "WHERE token_id = $1 FOR UPDATE",
+			 "WHERE token_id = $1",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
@@ -85,12 +89,20 @@ squadstack_admit_call(const SquadstackConfig *cfg, const char *token_id, Squadst
 		}
 	}
 
+	/* one admission at a time per budget, until this transaction ends */
+	args[0] = CStringGetTextDatum(squadstack_token_budget(token_id));
+	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.budget_state (budget) VALUES ($1) "
+			 "ON CONFLICT DO NOTHING",
+			 1, argtypes, args, NULL, SPI_OK_INSERT);
+	SQUADSTACK_EXEC_KEPT("SELECT FROM squadstack.budget_state WHERE budget = $1 FOR UPDATE",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
+
 	/* the limit-th most recent call must have left the window */
 	args[1] = Int64GetDatum(window_ms);
 	args[2] = Int32GetDatum(cfg->rate_limit);
 	SQUADSTACK_EXEC_KEPT("SELECT count(*), min(started_at) FROM ("
 			 "  SELECT started_at FROM squadstack.api_calls"
-			 "  WHERE token_id = $1"
+			 "  WHERE budget = $1"
 			 "    AND started_at > clock_timestamp() - $2 * interval '1 millisecond'"
 			 "  ORDER BY started_at DESC LIMIT $3) s",
 			 3, argtypes, args, NULL, SPI_OK_SELECT);
@@ -116,8 +128,8 @@ int64
 squadstack_log_call_start(const char *token_id, const char *campaign, const char *op,
 				   const char *method, int n_leads)
 {
-	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
-	Datum		args[5];
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		args[6];
 	bool		isnull;
 
 	args[0] = CStringGetTextDatum(token_id);
@@ -125,10 +137,11 @@ squadstack_log_call_start(const char *token_id, const char *campaign, const char
 	args[2] = CStringGetTextDatum(op);
 	args[3] = CStringGetTextDatum(method);
 	args[4] = Int32GetDatum(n_leads);
+	args[5] = CStringGetTextDatum(squadstack_token_budget(token_id));
 	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.api_calls "
-			 "(token_id, campaign_id, op, method, n_leads, started_at, sender_pid) "
-			 "VALUES ($1, $2, $3, $4, $5, clock_timestamp(), pg_backend_pid()) RETURNING id",
-			 5, argtypes, args, NULL, SPI_OK_INSERT_RETURNING);
+			 "(token_id, campaign_id, op, method, n_leads, started_at, sender_pid, budget) "
+			 "VALUES ($1, $2, $3, $4, $5, clock_timestamp(), pg_backend_pid(), $6) RETURNING id",
+			 6, argtypes, args, NULL, SPI_OK_INSERT_RETURNING);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 

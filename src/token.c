@@ -80,20 +80,44 @@ squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg)
 	return NULL;
 }
 
+/* why a business name cannot be used, or NULL */
+static const char *
+business_problem(const char *business)
+{
+	const char *p;
+
+	if (business[0] == '\0')
+		return "A business name is not empty; use NULL for a token that is a business of its own.";
+	if (strlen(business) > SQUADSTACK_BUSINESS_MAX)
+		return "A business name is at most 63 bytes long.";
+	for (p = business; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+			return "A business name must not contain control characters.";
+	return NULL;
+}
+
 /*
  * Set (token not NULL) or remove the access token of campaign ("*": the
- * default token).  Inside SPI.
+ * default token).  business (NULL: none) groups tokens into one rate
+ * budget; it belongs to the token, so it is set on every campaign's row
+ * of the same token.  Inside SPI.
  */
 void
-squadstack_token_set(const char *campaign, char *token)
+squadstack_token_set(const char *campaign, char *token, const char *business)
 {
-	Datum		args[2];
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		args[4];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	const char *problem;
 
 	args[0] = CStringGetTextDatum(campaign);
 	if (token == NULL)
 	{
+		if (business != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid business for campaign \"%s\"", campaign),
+					 errdetail("A business is given with a token; removing a token takes none.")));
 		squadstack_exec("DELETE FROM squadstack.tokens WHERE campaign_id = $1",
 						1, argtypes, args, NULL, SPI_OK_DELETE);
 		return;
@@ -106,11 +130,50 @@ squadstack_token_set(const char *campaign, char *token)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid access token for campaign \"%s\"", campaign),
 				 errdetail_internal("%s", problem)));
+	if (business != NULL && (problem = business_problem(business)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid business for campaign \"%s\"", campaign),
+				 errdetail_internal("%s", problem)));
 	args[1] = CStringGetTextDatum(token);
-	squadstack_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token) "
-					"VALUES ($1, $2) ON CONFLICT (campaign_id) "
-					"DO UPDATE SET token = excluded.token, updated_at = now()",
-					2, argtypes, args, NULL, SPI_OK_INSERT);
+	args[2] = CStringGetTextDatum(squadstack_token_id(token));
+	if (business != NULL)
+		args[3] = CStringGetTextDatum(business);
+	else
+		nulls[3] = 'n';
+	squadstack_exec("INSERT INTO squadstack.tokens AS t (campaign_id, token, token_id, business) "
+					"VALUES ($1, $2, $3, $4) ON CONFLICT (campaign_id) "
+					"DO UPDATE SET token = excluded.token, token_id = excluded.token_id,"
+					" business = excluded.business, updated_at = now()",
+					4, argtypes, args, nulls, SPI_OK_INSERT);
+	squadstack_exec("UPDATE squadstack.tokens SET business = $4, updated_at = now()"
+					" WHERE token_id = $3 AND campaign_id <> $1"
+					" AND business IS DISTINCT FROM $4",
+					4, argtypes, args, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * The rate budget the calls of a token (by digest) count in:
+ * "business:NAME" for a token of a business, else "token:DIGEST".  A
+ * token from squadstack.token_file or the deprecated squadstack.token is a
+ * business of its own, unless squadstack_set_token() also gave it to a
+ * campaign with a business.  Inside SPI.
+ */
+char *
+squadstack_token_budget(const char *token_id)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	args[0] = CStringGetTextDatum(token_id);
+	SQUADSTACK_EXEC_KEPT("SELECT business FROM squadstack.tokens"
+						 " WHERE token_id = $1 AND business IS NOT NULL"
+						 " ORDER BY updated_at DESC LIMIT 1",
+						 1, argtypes, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+		return psprintf("business:%s",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	return psprintf("token:%s", token_id);
 }
 
 /* Hex SHA-256 digest of the token, shortened to TOKEN_ID_HEX digits. */

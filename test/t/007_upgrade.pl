@@ -36,7 +36,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION squadstack');
 is($node->safe_psql('fresh',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'squadstack'}),
-	'0.3.0', 'a fresh install is 0.3.0');
+	'0.4.0', 'a fresh install is 0.4.0');
 
 # 0.1.0, in use
 $node->safe_psql(
@@ -55,6 +55,8 @@ GRANT EXECUTE ON FUNCTION squadstack_create_leads(text, jsonb, boolean) TO app_o
 CREATE ROLE crm_writer_old;
 GRANT INSERT, UPDATE ON crm TO crm_writer_old;
 CREATE ROLE unrelated_old;
+-- as squadstack_set_token() of 0.3.0 wrote it
+INSERT INTO squadstack.tokens (campaign_id, token) VALUES ('camp_t', 'token-before-0.4.0');
 });
 is($node->safe_psql('postgres',
 		q{SELECT string_agg(lead_id || ':' || op, ',' ORDER BY id) FROM squadstack.outbox}),
@@ -68,10 +70,15 @@ SELECT squadstack_create_leads('camp_u',
 $node->safe_psql('postgres', 'ALTER EXTENSION squadstack UPDATE');
 is($node->safe_psql('postgres',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'squadstack'}),
-	'0.3.0', 'updated to 0.3.0');
+	'0.4.0', 'updated to 0.4.0');
 is($node->safe_psql('postgres',
 		q{SELECT string_agg(lead_id || ':' || op || ':' || state, ',' ORDER BY id) FROM squadstack.outbox}),
 	'U1:create:queued,U2:create:queued', 'the update keeps what was queued');
+is($node->safe_psql('postgres', q{
+SELECT budget = 'token:' || substr(encode(sha256('token-before-0.4.0'::bytea), 'hex'), 1, 32)
+  AND business IS NULL AND campaigns = '{camp_t}'
+FROM squadstack.budgets}),
+	't', 'a token set before 0.4.0 is a business of its own, known by its digest');
 
 # roles that could queue before keep working, for 30 days, with a warning
 is($node->safe_psql('postgres', q{
@@ -170,7 +177,7 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
 my $fresh = $node->safe_psql('fresh', $describe);
 my $upgraded = $node->safe_psql('postgres', $describe);
 like($fresh, qr/relation intake kind=r/, 'the description covers the intake');
-is($upgraded, $fresh, 'the updated schema equals a fresh install of 0.3.0');
+is($upgraded, $fresh, 'the updated schema equals a fresh install of 0.4.0');
 
 # pg_dump and pg_restore keep the queue (intake included), the registry,
 # the outcomes and the inbox with its statuses

@@ -1,0 +1,110 @@
+/*
+ * squadstack--0.3.0--0.4.0.sql
+ *
+ * Updates a 0.3.0 schema to 0.4.0: one rate budget per business.
+ * SquadStack counts its rate limit per business, and a business may use
+ * several tokens: tokens can now be grouped into a business, whose calls
+ * share one budget of squadstack.rate_limit calls per rate_window.
+ */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION squadstack UPDATE TO '0.4.0'" to load this file. \quit
+
+DO $$
+BEGIN
+	IF pg_catalog.string_to_array(squadstack.library_version(), '.')::int[] < '{0,4,0}' THEN
+		RAISE EXCEPTION 'the squadstack library loaded is version %, older than 0.4.0',
+			squadstack.library_version()
+			USING HINT = 'Restart the server after installing squadstack 0.4.0, then update.';
+	END IF;
+END
+$$;
+
+/*
+ * The business a token belongs to (NULL: the token is a business of its
+ * own), and the token's digest, which is what the call log and the
+ * limiter know a token by.  One token belongs to one business: setting
+ * it with a business sets that business on every campaign's row of it.
+ */
+ALTER TABLE squadstack.tokens
+	ADD COLUMN token_id text,
+	ADD COLUMN business text
+		CHECK (octet_length(business) BETWEEN 1 AND 63 AND business !~ '[\x01-\x1f\x7f]');
+UPDATE squadstack.tokens
+	SET token_id = pg_catalog.substr(pg_catalog.encode(pg_catalog.sha256(
+		pg_catalog.convert_to(token, pg_catalog.getdatabaseencoding())), 'hex'), 1, 32);
+ALTER TABLE squadstack.tokens ALTER COLUMN token_id SET NOT NULL;
+CREATE INDEX tokens_token_id_idx ON squadstack.tokens (token_id);
+
+/* the digest follows the token, also when a row is written directly */
+CREATE FUNCTION squadstack.tokens_set_token_id()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	NEW.token_id := substr(encode(sha256(convert_to(NEW.token, getdatabaseencoding())), 'hex'), 1, 32);
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION squadstack.tokens_set_token_id() FROM PUBLIC;
+CREATE TRIGGER tokens_token_id BEFORE INSERT OR UPDATE ON squadstack.tokens
+	FOR EACH ROW EXECUTE FUNCTION squadstack.tokens_set_token_id();
+
+/*
+ * The budget a call is counted in: 'business:NAME' for a token of a
+ * business, else 'token:DIGEST'.  The limiter counts calls per budget.
+ */
+ALTER TABLE squadstack.api_calls ADD COLUMN budget text;
+UPDATE squadstack.api_calls SET budget = 'token:' || token_id;
+ALTER TABLE squadstack.api_calls ALTER COLUMN budget SET NOT NULL;
+CREATE INDEX api_calls_budget_idx ON squadstack.api_calls (budget, started_at);
+DROP INDEX squadstack.api_calls_token_idx;
+
+/*
+ * One row per budget, locked while a call is admitted: every session and
+ * process that sends shares one count per budget.
+ */
+CREATE TABLE squadstack.budget_state (
+	budget			text PRIMARY KEY,
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE squadstack.budget_state IS
+	'One row per rate budget (a business, or a token of its own), locked to admit a call';
+
+/*
+ * squadstack_set_token(campaign, token, business): the business argument
+ * is new; the two-argument form is replaced by it (calls with two
+ * arguments still work through the default).
+ */
+DROP FUNCTION squadstack_set_token(text, text);
+CREATE FUNCTION squadstack_set_token(campaign text, token text, business text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'squadstack_set_token'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION squadstack_set_token(text, text, text) FROM PUBLIC;
+
+/*
+ * The rate budgets: which campaigns' tokens share one, and how much of it
+ * the current window has used.  Digests only, never a token.
+ */
+CREATE VIEW squadstack.budgets AS
+	WITH b AS (
+		SELECT t.campaign_id, t.token_id, t.business,
+			CASE WHEN t.business IS NULL THEN 'token:' || t.token_id
+				 ELSE 'business:' || t.business END AS budget
+		FROM squadstack.tokens t)
+	SELECT b.budget, b.business,
+		pg_catalog.array_agg(DISTINCT b.token_id ORDER BY b.token_id) AS token_ids,
+		pg_catalog.array_agg(b.campaign_id ORDER BY b.campaign_id) AS campaigns,
+		(SELECT pg_catalog.count(*) FROM squadstack.api_calls c
+		 WHERE c.budget = b.budget
+		   AND c.started_at > pg_catalog.clock_timestamp()
+				- pg_catalog.current_setting('squadstack.rate_window')::interval) AS calls_in_window,
+		pg_catalog.current_setting('squadstack.rate_limit')::integer AS rate_limit
+	FROM b
+	GROUP BY b.budget, b.business;
+COMMENT ON VIEW squadstack.budgets IS
+	'Rate budgets: the tokens and campaigns of each business, and the calls of the current window';
+REVOKE ALL ON squadstack.budget_state, squadstack.budgets FROM PUBLIC;

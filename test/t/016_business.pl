@@ -1,0 +1,83 @@
+# One budget per business: two tokens grouped into one business share its
+# rate budget, so the calls of both together never exceed rate_limit in any
+# window at the API double, and the budget is used; a token that is a
+# business of its own keeps its own budget beside them.  The worker
+# delivers, as in production.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use SquadstackDouble;
+
+my ($limit, $window, $batch) = (6, 2, 10);
+my $double = SquadstackDouble->new(rate_limit => $limit, rate_window => $window);
+$double->config({ tokens => [ 'test-token', 'acme-1', 'acme-2', 'solo' ] });
+my $node = $double->new_node(
+	'main', conf => qq{
+squadstack.rate_limit = $limit
+squadstack.rate_window = '${window}s'
+squadstack.batch_size = $batch
+});
+
+$node->safe_psql('postgres', q{
+SELECT squadstack_set_token('camp_a1', 'acme-1', 'acme');
+SELECT squadstack_set_token('camp_a2', 'acme-2', 'acme');
+SELECT squadstack_set_token('camp_s', 'solo');
+});
+
+# 150 leads on each token of the business: 30 calls, 5 windows at least
+$node->safe_psql('postgres',
+	    'BEGIN; '
+	  . queue_leads($node, 'camp_a1', 'A', 1, 150, 1) . '; '
+	  . queue_leads($node, 'camp_a2', 'B', 1, 150, 1) . '; '
+	  . queue_leads($node, 'camp_s', 'S', 1, 100, 1)
+	  . '; COMMIT;');
+
+ok( wait_for_sql(
+		$node,
+		"SELECT count(*) FROM squadstack.outbox WHERE state <> 'sent'",
+		'0', 60),
+	'everything is delivered');
+
+my @calls = $double->requests;
+my @business = grep { ($_->{authorization} // '') =~ /^Bearer acme-[12]$/ } @calls;
+my @solo = grep { ($_->{authorization} // '') eq 'Bearer solo' } @calls;
+
+is(scalar(@business), 30, 'the business made 30 calls');
+cmp_ok(scalar(grep { $_->{authorization} eq 'Bearer acme-1' } @business),
+	'>=', 1, 'with its first token')
+  and cmp_ok(scalar(grep { $_->{authorization} eq 'Bearer acme-2' } @business),
+	'>=', 1, 'and its second');
+is(scalar(grep { $_->{status} == 429 } @calls), 0, 'no call was throttled (429)');
+
+my @times = map { $_->{received_at} } @business;
+my $most = sliding_max(\@times, $window);
+cmp_ok($most, '<=', $limit,
+	"the two tokens of the business together: never more than $limit calls in any $window s (most: $most)");
+my $used = budget_used(\@times, $limit, $window);
+note sprintf('business budget used: %.3f', $used);
+cmp_ok($used, '>=', 0.8, 'the business budget is used');
+
+# the token of its own business is not held back by the other budget: it
+# gets calls in the windows where the business is using all of its own
+my $solo_first = (sort { $a <=> $b } map { $_->{received_at} } @solo)[0];
+my $business_last = (sort { $b <=> $a } @times)[0];
+is(scalar(@solo), 10, 'the token of its own made its 10 calls');
+cmp_ok($solo_first, '<', $business_last,
+	'while the business still had work (its own budget)');
+my $solo_most = sliding_max([ map { $_->{received_at} } @solo ], $window);
+cmp_ok($solo_most, '<=', $limit, "and never more than $limit in any window");
+
+is( $node->safe_psql(
+		'postgres', q{
+SELECT string_agg(budget || '=' || n, ',' ORDER BY budget) FROM (
+  SELECT regexp_replace(budget, '^token:.*', 'token') AS budget, count(*) AS n
+  FROM squadstack.api_calls GROUP BY 1) s}),
+	'business:acme=30,token=10',
+	'api_calls counts the calls per budget');
+
+done_testing();
