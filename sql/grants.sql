@@ -32,7 +32,7 @@ BEGIN
 			squadstack_convert_lead(text, text, text), squadstack_flush(integer),
 			squadstack_retry(text, text), squadstack_sync_responses(text, timestamptz),
 			squadstack.token_status(text) TO %I$g$, r);
-		EXECUTE format('GRANT SELECT ON squadstack.queue_status, squadstack_writebacks, squadstack_campaign_grants TO %I', r);
+		EXECUTE format('GRANT SELECT ON squadstack.queue_status, squadstack_writebacks, squadstack_campaign_grants, squadstack.campaign_outcomes TO %I', r);
 	END LOOP;
 END
 $$;
@@ -192,6 +192,38 @@ SELECT squadstack_grant_campaign('camp_g2', 'sq_granted');
 SELECT squadstack_revoke_campaign('camp_g1', 'sq_other');
 RESET ROLE;
 
+-- outcomes: squadstack.campaign_outcomes shows a role its campaigns' only
+SELECT squadstack_receive_webhook(jsonb_build_object('campaign_id', c, 'lead_id', 'O1',
+  'processed_at', '2024-01-02T10:00:00Z', 'lead_outcome', 'Connected')) AS status
+FROM unnest(ARRAY['camp_g1', 'camp_g2', 'camp_g3']) c;
+CREATE FUNCTION pg_temp.outcomes_seen(r text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	seen text;
+BEGIN
+	EXECUTE format('SET LOCAL ROLE %I', r);
+	SELECT string_agg(campaign_id, ',' ORDER BY campaign_id) INTO seen
+	FROM squadstack.campaign_outcomes WHERE lead_id = 'O1';
+	RESET ROLE;
+	RETURN coalesce(seen, '');
+END
+$$;
+SELECT r AS role, pg_temp.outcomes_seen(r) AS outcomes_seen
+FROM unnest(ARRAY['sq_granted', 'sq_member', 'sq_other', 'sq_nothing', 'sq_all', 'sq_expired']) r;
+
+-- a dropped role's grants are not shown, and are removed at the next grant
+-- or revoke (and by the worker), so a new role given its OID gets nothing
+CREATE ROLE sq_dropped;
+SELECT squadstack_grant_campaign('camp_g1', 'sq_dropped');
+DROP ROLE sq_dropped;
+SELECT count(*) AS grants_of_dropped_roles FROM squadstack.campaign_grants g
+WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = g.role_id::oid);
+SELECT count(*) AS shown FROM squadstack_campaign_grants
+WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = role::oid);
+SELECT squadstack_revoke_campaign('camp_g9', 'sq_other') AS revoked;
+SELECT count(*) AS grants_of_dropped_roles FROM squadstack.campaign_grants g
+WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = g.role_id::oid);
+
 -- revoking: the role loses the campaign at once
 SELECT squadstack_revoke_campaign('camp_g1', 'sq_granted') AS revoked;
 SELECT squadstack_revoke_campaign('camp_g1', 'sq_granted') AS revoked_again;
@@ -205,7 +237,8 @@ SELECT campaign_id, role, expires_at FROM squadstack_campaign_grants WHERE role 
 -- clean up
 DROP TABLE crm_g, wb_g1, wb_g2;
 TRUNCATE squadstack.outbox, squadstack.intake, squadstack.api_calls, squadstack.token_state,
-  squadstack.tokens, squadstack.leads, squadstack.campaign_grants, squadstack.writebacks;
+  squadstack.tokens, squadstack.leads, squadstack.campaign_grants, squadstack.writebacks,
+  squadstack.webhook_inbox, squadstack.lead_outcomes;
 DO $$
 DECLARE
 	r text;

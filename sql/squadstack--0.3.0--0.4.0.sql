@@ -108,3 +108,35 @@ CREATE VIEW squadstack.budgets AS
 COMMENT ON VIEW squadstack.budgets IS
 	'Rate budgets: the tokens and campaigns of each business, and the calls of the current window';
 REVOKE ALL ON squadstack.budget_state, squadstack.budgets FROM PUBLIC;
+
+/*
+ * The latest outcome of each lead of the campaigns the querying role may
+ * use (every campaign for a superuser): the way to give an application
+ * role its outcomes, where a grant on squadstack.lead_outcomes would show
+ * every campaign's.
+ */
+CREATE VIEW squadstack.campaign_outcomes WITH (security_barrier) AS
+SELECT o.*
+FROM squadstack.lead_outcomes o
+WHERE (EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER AND r.rolsuper)
+	   OR EXISTS (SELECT FROM squadstack.campaign_grants g
+				  WHERE g.campaign_id IN (o.campaign_id, '*')
+					AND (g.expires_at IS NULL OR g.expires_at > pg_catalog.now())
+					AND pg_catalog.pg_has_role(CURRENT_USER, g.role_id::pg_catalog.oid, 'USAGE')));
+COMMENT ON VIEW squadstack.campaign_outcomes IS
+	'lead_outcomes of the campaigns granted to the querying role';
+REVOKE ALL ON squadstack.campaign_outcomes FROM PUBLIC;
+
+/*
+ * Grants of roles that no longer exist are not shown, and are removed (by
+ * the worker, and by granting or revoking), so that a new role that gets a
+ * dropped role's OID does not inherit its campaigns.
+ */
+CREATE OR REPLACE VIEW squadstack_campaign_grants WITH (security_barrier) AS
+SELECT g.campaign_id, g.role_id AS role, g.granted_by, g.granted_at, g.expires_at
+FROM squadstack.campaign_grants g
+WHERE EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = g.role_id::pg_catalog.oid)
+  AND (EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER AND r.rolsuper)
+	   OR pg_catalog.pg_has_role(CURRENT_USER, g.role_id::pg_catalog.oid, 'USAGE'));
+DELETE FROM squadstack.campaign_grants g
+WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = g.role_id::pg_catalog.oid);

@@ -115,6 +115,20 @@ squadstack_require_campaign(const char *campaign, Oid role)
 	}
 }
 
+/*
+ * Remove the grants of roles that no longer exist, so that a role created
+ * later with a dropped role's OID does not inherit its campaigns.  Inside
+ * SPI.
+ */
+void
+squadstack_forget_dropped_roles(void)
+{
+	squadstack_exec("DELETE FROM squadstack.campaign_grants g"
+					" WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
+					"                   WHERE r.oid = g.role_id::pg_catalog.oid)",
+					0, NULL, NULL, NULL, SPI_OK_DELETE);
+}
+
 void
 squadstack_grant_campaign_to(const char *campaign, Oid role)
 {
@@ -126,6 +140,7 @@ squadstack_grant_campaign_to(const char *campaign, Oid role)
 	args[1] = ObjectIdGetDatum(role);
 	args[2] = ObjectIdGetDatum(squadstack_calling_role());
 	SPI_connect();
+	squadstack_forget_dropped_roles();
 	/* a grant replaces a transitional one: it does not end */
 	squadstack_exec("INSERT INTO squadstack.campaign_grants AS g"
 					" (campaign_id, role_id, granted_by)"
@@ -148,6 +163,7 @@ squadstack_revoke_campaign_from(const char *campaign, Oid role)
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = ObjectIdGetDatum(role);
 	SPI_connect();
+	squadstack_forget_dropped_roles();
 	squadstack_exec("DELETE FROM squadstack.campaign_grants"
 					" WHERE campaign_id = $1 AND role_id = $2::pg_catalog.regrole",
 					2, argtypes, args, NULL, SPI_OK_DELETE);

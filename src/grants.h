@@ -46,6 +46,7 @@ extern bool squadstack_campaign_known(const char *campaign, Oid role);
 extern Oid	squadstack_restricted_role(Oid role);
 
 extern void squadstack_grant_campaign_to(const char *campaign, Oid role);
+extern void squadstack_forget_dropped_roles(void);
 extern bool squadstack_revoke_campaign_from(const char *campaign, Oid role);
 
 #endif							/* SQUADSTACK_GRANTS_H */

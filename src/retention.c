@@ -4,19 +4,18 @@
  *		Delete sent operations and old call records in small batches.
  *
  * Each batch is its own short transaction, so neither the outbox nor
- * api_calls is locked for long and vacuum can keep up.
+ * api_calls is locked for long and vacuum can keep up.  Campaign grants of
+ * roles dropped since are removed here too.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "utils/snapmgr.h"
 
+#include "grants.h"
 #include "retention.h"
 #include "spi_util.h"
 
@@ -34,18 +33,10 @@ delete_batch(const char *sql, int retention_s)
 	args[0] = Int32GetDatum(retention_s);
 	args[1] = Int32GetDatum(RETENTION_BATCH);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "squadstack: deleting old rows");
+	squadstack_begin_step("squadstack: deleting old rows");
 	squadstack_exec(sql, 2, argtypes, args, NULL, SPI_OK_DELETE);
 	n = SPI_processed;
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	squadstack_end_step();
 	return n;
 }
 
@@ -79,4 +70,9 @@ squadstack_retention_run(int retention_s, int rate_window_ms)
 				break;
 		}
 	}
+
+	/* campaign grants of dropped roles */
+	squadstack_begin_step("squadstack: removing grants of dropped roles");
+	squadstack_forget_dropped_roles();
+	squadstack_end_step();
 }
