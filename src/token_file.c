@@ -12,8 +12,9 @@
  * the tokens read before stay in force.  Tokens never appear in a message:
  * a problem is reported by its line number.
  *
- * Everything here uses malloc: the result is a GUC's "extra", which
- * PostgreSQL frees with free().
+ * The result is a GUC's "extra", which PostgreSQL releases itself, so it
+ * is allocated as PostgreSQL's GUC code expects (squadstack_guc_malloc,
+ * compat.h); the file's text, read and released here, uses malloc.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "token_file.h"
 
 /* a bound on what is read: a thousand campaigns with long tokens */
@@ -158,9 +160,11 @@ squadstack_token_file_read(const char *path, char *problem, size_t problem_len)
 	problem[0] = '\0';
 	if (path == NULL || path[0] == '\0')
 	{
-		tf = calloc(1, offsetof(SquadstackTokenFile, entries));
+		tf = squadstack_guc_malloc(offsetof(SquadstackTokenFile, entries));
 		if (tf == NULL)
 			snprintf(problem, problem_len, "out of memory");
+		else
+			tf->n = 0;
 		return tf;
 	}
 	buf = read_private_file(path, &len, problem, problem_len);
@@ -176,13 +180,15 @@ squadstack_token_file_read(const char *path, char *problem, size_t problem_len)
 		if (*p == '\n')
 			nlines++;
 	nlines = Min(nlines + 1, TOKEN_FILE_MAX_ENTRIES + 1);
-	tf = calloc(1, offsetof(SquadstackTokenFile, entries) + nlines * sizeof(TokenFileEntry));
+	tf = squadstack_guc_malloc(offsetof(SquadstackTokenFile, entries) +
+							   nlines * sizeof(TokenFileEntry));
 	if (tf == NULL)
 	{
 		snprintf(problem, problem_len, "out of memory");
 		free(buf);
 		return NULL;
 	}
+	tf->n = 0;
 
 	for (line = buf; line != NULL; line = next)
 	{
@@ -272,7 +278,7 @@ fail:
 	explicit_bzero(buf, len);
 	free(buf);
 	explicit_bzero(tf, offsetof(SquadstackTokenFile, entries) + nlines * sizeof(TokenFileEntry));
-	free(tf);
+	squadstack_guc_free(tf);
 	return NULL;
 }
 

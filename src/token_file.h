@@ -19,7 +19,8 @@ extern const char *squadstack_token_problem(const char *token);
 typedef struct SquadstackTokenFile SquadstackTokenFile;
 
 /*
- * Read and check path into a malloc'd SquadstackTokenFile; on failure NULL,
+ * Read and check path into a SquadstackTokenFile allocated as a GUC's extra
+ * must be (squadstack_guc_malloc, compat.h); on failure NULL,
  * with why in problem (which never quotes a token).  An empty path gives an
  * empty set.
  */

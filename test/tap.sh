@@ -9,8 +9,15 @@
 # postgresql-server-dev-NN and run with prove.  PostgreSQL refuses to run
 # as root, so the tests, api_double.py and double_ctl.py are copied into a
 # fresh directory owned by postgres and prove runs there as postgres.  The
-# logs (tmp_check/log) are printed when a test fails; the directory is
-# always removed.  TEST names files under test/t (default: all of them).
+# logs (regress_log_* of each test and the log of each node) are printed
+# when a test fails; the directory is always removed.  TEST names files
+# under test/t (default: all of them).
+#
+# Where the framework puts its files differs between versions: up to
+# PostgreSQL 16 under $TESTDIR/tmp_check, the logs in tmp_check/log; from
+# 17 on, data under $TESTDATADIR and logs under $TESTLOGDIR, or else
+# tmp_check and log in the current directory.  All three are set, so that
+# every version writes to tmp_check and its logs to tmp_check/log.
 #
 # TAP_PGBIN may name another bin directory of the same major version (for
 # example a private copy of the installation with a build of the extension
@@ -56,7 +63,7 @@ status=0
 runuser -u postgres -- env -i \
   PATH="$pgbin:/usr/bin:/bin" \
   HOME="$work" LANG=C.UTF-8 PGTZ=UTC \
-  TESTDIR="$work" \
+  TESTDIR="$work" TESTDATADIR="$work/tmp_check" TESTLOGDIR="$work/tmp_check/log" \
   PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
   PG_TEST_TIMEOUT_DEFAULT=60 \
   bash -c 'cd "$TESTDIR" && exec prove --timer -I "$1" -I t "${@:2}"' \

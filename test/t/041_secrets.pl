@@ -100,40 +100,32 @@ sub write_tokens
 	chmod $mode, $file;
 	return;
 }
-# The token file is not yet made to work with PostgreSQL 17 and later:
-# there, setting it with ALTER SYSTEM fails (an open defect).
-my $token_file_works = $node->pg_version < 17;
-SKIP:
-{
-	skip 'squadstack.token_file with PostgreSQL 17 and later: an open defect', 11
-	  unless $token_file_works;
-	write_tokens("# campaign token\ncamp_c $tok{file_camp}\n* $tok{file_default}\n", 0644);
-	($ret, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET squadstack.token_file = 'squadstack_tokens'});
-	like($err, qr/token file "squadstack_tokens" has group or world access/,
-		'ALTER SYSTEM refuses a group- or world-readable token file');
-	chmod 0600, $file;
-	$node->safe_psql('postgres', q{ALTER SYSTEM SET squadstack.token_file = 'squadstack_tokens'});
-	$node->reload;
-	ok(wait_for_sql($node, q{SELECT current_setting('squadstack.token_file') = 'squadstack_tokens'}),
-		'the token file is set');
-	is(token_used('camp_c'), $tok{file_camp}, 'a campaign of the token file uses its token');
-	is(token_used('camp_a'), $tok{fn_camp2}, 'a token set with the function wins over the file');
-	is(token_used('camp_d'), $tok{fn_default}, 'the default set with the function wins over the file\'s');
-	secret_psql('postgres', q{SELECT squadstack_set_token('*', NULL);});
-	is(token_used('camp_d'), $tok{file_default}, 'without it, the file\'s default');
+write_tokens("# campaign token\ncamp_c $tok{file_camp}\n* $tok{file_default}\n", 0644);
+($ret, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET squadstack.token_file = 'squadstack_tokens'});
+like($err, qr/token file "squadstack_tokens" has group or world access/,
+	'ALTER SYSTEM refuses a group- or world-readable token file');
+chmod 0600, $file;
+$node->safe_psql('postgres', q{ALTER SYSTEM SET squadstack.token_file = 'squadstack_tokens'});
+$node->reload;
+ok(wait_for_sql($node, q{SELECT current_setting('squadstack.token_file') = 'squadstack_tokens'}),
+	'the token file is set');
+is(token_used('camp_c'), $tok{file_camp}, 'a campaign of the token file uses its token');
+is(token_used('camp_a'), $tok{fn_camp2}, 'a token set with the function wins over the file');
+is(token_used('camp_d'), $tok{fn_default}, 'the default set with the function wins over the file\'s');
+secret_psql('postgres', q{SELECT squadstack_set_token('*', NULL);});
+is(token_used('camp_d'), $tok{file_default}, 'without it, the file\'s default');
 
-	# changed, but readable by others: refused at reload, the old tokens stay
-	write_tokens("camp_c $tok{file_camp2}\n$tok{file_default}\n", 0644);
-	my $logpos = -s $node->logfile;
-	$node->reload;
-	ok(wait_for(sub { slurp_file($node->logfile, $logpos) =~ /has group or world access/ }, 10),
-		'a group- or world-readable token file is refused at reload');
-	is(token_used('camp_c'), $tok{file_camp}, 'the tokens read before stay in force');
-	chmod 0600, $file;
-	is(token_used('camp_c'), $tok{file_camp}, 'a changed file is not read before a reload');
-	$node->reload;
-	ok(wait_for(sub { token_used('camp_c') eq $tok{file_camp2} }, 20), 'after a reload the changed file is used');
-}
+# changed, but readable by others: refused at reload, the old tokens stay
+write_tokens("camp_c $tok{file_camp2}\n$tok{file_default}\n", 0644);
+my $logpos = -s $node->logfile;
+$node->reload;
+ok(wait_for(sub { slurp_file($node->logfile, $logpos) =~ /has group or world access/ }, 10),
+	'a group- or world-readable token file is refused at reload');
+is(token_used('camp_c'), $tok{file_camp}, 'the tokens read before stay in force');
+chmod 0600, $file;
+is(token_used('camp_c'), $tok{file_camp}, 'a changed file is not read before a reload');
+$node->reload;
+ok(wait_for(sub { token_used('camp_c') eq $tok{file_camp2} }, 20), 'after a reload the changed file is used');
 
 # -- the deprecated setting: a session's SET, used by its flush (another
 # database, where the worker does not deliver)
@@ -217,8 +209,7 @@ for my $s (sort @all)
 	unlike($tables, qr/\Q$s\E/, "$s: not in a table but squadstack.tokens");
 }
 like($log, qr/parameter "squadstack.token_file" changed to "squadstack_tokens"/,
-	'(the log does show the token file\'s path)')
-  if $token_file_works;
+	'(the log does show the token file\'s path)');
 
 $node->stop;
 done_testing();
