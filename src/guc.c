@@ -171,6 +171,12 @@ squadstack_file_token(const char *campaign)
 	return squadstack_token_file_lookup(file_tokens, campaign);
 }
 
+const char *
+squadstack_file_business(int i, const char **token)
+{
+	return squadstack_token_file_business(file_tokens, i, token);
+}
+
 /*
  * A proxy URL may carry a user name and password, so no message quotes it.
  * Only http and https proxies are accepted: the call is tunnelled through

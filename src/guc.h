@@ -48,5 +48,7 @@ extern void squadstack_config_to_session(const SquadstackConfig *cfg);
 
 /* the token squadstack.token_file names for campaign ("*": default), or NULL */
 extern const char *squadstack_file_token(const char *campaign);
+/* the i-th business squadstack.token_file names, with its token; NULL after the last */
+extern const char *squadstack_file_business(int i, const char **token);
 
 #endif							/* SQUADSTACK_GUC_H */

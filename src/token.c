@@ -80,22 +80,6 @@ squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg)
 	return NULL;
 }
 
-/* why a business name cannot be used, or NULL */
-static const char *
-business_problem(const char *business)
-{
-	const char *p;
-
-	if (business[0] == '\0')
-		return "A business name is not empty; use NULL for a token that is a business of its own.";
-	if (strlen(business) > SQUADSTACK_BUSINESS_MAX)
-		return "A business name is at most 63 bytes long.";
-	for (p = business; *p; p++)
-		if ((unsigned char) *p < 0x20 || *p == 0x7f)
-			return "A business name must not contain control characters.";
-	return NULL;
-}
-
 /*
  * Set (token not NULL) or remove the access token of campaign ("*": the
  * default token).  business (NULL: none) groups tokens into one rate
@@ -130,7 +114,7 @@ squadstack_token_set(const char *campaign, char *token, const char *business)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid access token for campaign \"%s\"", campaign),
 				 errdetail_internal("%s", problem)));
-	if (business != NULL && (problem = business_problem(business)) != NULL)
+	if (business != NULL && (problem = squadstack_business_problem(business)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid business for campaign \"%s\"", campaign),
@@ -154,16 +138,18 @@ squadstack_token_set(const char *campaign, char *token, const char *business)
 
 /*
  * The rate budget the calls of a token (by digest) count in:
- * "business:NAME" for a token of a business, else "token:DIGEST".  A
- * token from squadstack.token_file or the deprecated squadstack.token is a
- * business of its own, unless squadstack_set_token() also gave it to a
- * campaign with a business.  Inside SPI.
+ * "business:NAME" for a token of a business, else "token:DIGEST".  The
+ * business set with squadstack_set_token() comes first, then the one
+ * squadstack.token_file gives the token.  Inside SPI.
  */
 char *
 squadstack_token_budget(const char *token_id)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
+	const char *business;
+	const char *token;
+	int			i;
 
 	args[0] = CStringGetTextDatum(token_id);
 	SQUADSTACK_EXEC_KEPT("SELECT business FROM squadstack.tokens"
@@ -173,6 +159,9 @@ squadstack_token_budget(const char *token_id)
 	if (SPI_processed == 1)
 		return psprintf("business:%s",
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	for (i = 0; (business = squadstack_file_business(i, &token)) != NULL; i++)
+		if (strcmp(squadstack_token_id(token), token_id) == 0)
+			return psprintf("business:%s", business);
 	return psprintf("token:%s", token_id);
 }
 

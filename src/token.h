@@ -16,7 +16,4 @@ extern char *squadstack_token_id(const char *token);
 extern void squadstack_token_set(const char *campaign, char *token, const char *business);
 extern char *squadstack_token_budget(const char *token_id);
 
-/* the longest business name, in bytes */
-#define SQUADSTACK_BUSINESS_MAX 63
-
 #endif							/* SQUADSTACK_TOKEN_H */

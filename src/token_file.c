@@ -6,7 +6,8 @@
  *
  * The file has one entry a line: "campaign token", "* token" for the
  * default token, or a line with a token alone, which is the default token
- * too.  Blank lines and lines starting with "#" are ignored.  It is read
+ * too; a third field names the business the token belongs to, whose tokens
+ * share one rate budget ("campaign token business").  Blank lines and lines starting with "#" are ignored.  It is read
  * by the setting's check hook, so at server start and at every reload, in
  * every process; a file that cannot be used is refused with a message and
  * the tokens read before stay in force.  Tokens never appear in a message:
@@ -34,6 +35,7 @@ typedef struct TokenFileEntry
 {
 	char		campaign[SQUADSTACK_MAX_CAMPAIGN_LEN + 1];
 	char		token[SQUADSTACK_TOKEN_MAX];
+	char		business[SQUADSTACK_BUSINESS_MAX + 1];	/* "" if none */
 } TokenFileEntry;
 
 struct SquadstackTokenFile
@@ -53,6 +55,21 @@ squadstack_token_problem(const char *token)
 	for (p = token; *p; p++)
 		if ((unsigned char) *p < 0x20 || *p == 0x7f)
 			return "A token must not contain control characters.";
+	return NULL;
+}
+
+const char *
+squadstack_business_problem(const char *business)
+{
+	const char *p;
+
+	if (business[0] == '\0')
+		return "A business name is not empty; use NULL for a token that is a business of its own.";
+	if (strlen(business) > SQUADSTACK_BUSINESS_MAX)
+		return "A business name is at most 63 bytes long.";
+	for (p = business; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+			return "A business name must not contain control characters.";
 	return NULL;
 }
 
@@ -195,7 +212,9 @@ squadstack_token_file_read(const char *path, char *problem, size_t problem_len)
 		char	   *end;
 		char	   *first;
 		char	   *second = NULL;
+		char	   *third = NULL;
 		size_t		flen;
+		size_t		slen;
 		const char *campaign;
 		size_t		clen;
 		const char *token;
@@ -222,11 +241,19 @@ squadstack_token_file_read(const char *path, char *problem, size_t problem_len)
 			second = first + flen + 1;
 			while (*second == ' ' || *second == '\t')
 				second++;
-			if (strcspn(second, " \t") != strlen(second))
+			slen = strcspn(second, " \t");
+			if (second[slen] != '\0')
 			{
-				snprintf(problem, problem_len,
-						 "line %d of token file \"%s\" has more than two fields", lineno, path);
-				goto fail;
+				second[slen] = '\0';
+				third = second + slen + 1;
+				while (*third == ' ' || *third == '\t')
+					third++;
+				if (strcspn(third, " \t") != strlen(third))
+				{
+					snprintf(problem, problem_len,
+							 "line %d of token file \"%s\" has more than three fields", lineno, path);
+					goto fail;
+				}
 			}
 		}
 		if (second == NULL)
@@ -245,6 +272,12 @@ squadstack_token_file_read(const char *path, char *problem, size_t problem_len)
 		{
 			snprintf(problem, problem_len,
 					 "line %d of token file \"%s\" names an invalid campaign id", lineno, path);
+			goto fail;
+		}
+		if (third != NULL && squadstack_business_problem(third) != NULL)
+		{
+			snprintf(problem, problem_len, "line %d of token file \"%s\": %s",
+					 lineno, path, squadstack_business_problem(third));
 			goto fail;
 		}
 		if (squadstack_token_problem(token) != NULL)
@@ -268,6 +301,8 @@ squadstack_token_file_read(const char *path, char *problem, size_t problem_len)
 		}
 		strlcpy(tf->entries[tf->n].campaign, campaign, sizeof(tf->entries[tf->n].campaign));
 		strlcpy(tf->entries[tf->n].token, token, sizeof(tf->entries[tf->n].token));
+		strlcpy(tf->entries[tf->n].business, third ? third : "",
+				sizeof(tf->entries[tf->n].business));
 		tf->n++;
 	}
 	explicit_bzero(buf, len);
@@ -292,5 +327,25 @@ squadstack_token_file_lookup(const SquadstackTokenFile *tf, const char *campaign
 	for (i = 0; i < tf->n; i++)
 		if (strcmp(tf->entries[i].campaign, campaign) == 0)
 			return tf->entries[i].token;
+	return NULL;
+}
+
+const char *
+squadstack_token_file_business(const SquadstackTokenFile *tf, int i, const char **token)
+{
+	int			j;
+
+	if (tf == NULL)
+		return NULL;
+	for (j = 0; j < tf->n; j++)
+	{
+		if (tf->entries[j].business[0] == '\0')
+			continue;
+		if (i-- == 0)
+		{
+			*token = tf->entries[j].token;
+			return tf->entries[j].business;
+		}
+	}
 	return NULL;
 }

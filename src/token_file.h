@@ -13,8 +13,14 @@
 /* the campaign that stands for every campaign: the default token */
 #define SQUADSTACK_ALL_CAMPAIGNS "*"
 
+/* the longest business name, in bytes */
+#define SQUADSTACK_BUSINESS_MAX 63
+
 /* why a token is not fit for an HTTP header, or NULL */
 extern const char *squadstack_token_problem(const char *token);
+
+/* why a business name cannot be used, or NULL */
+extern const char *squadstack_business_problem(const char *business);
 
 typedef struct SquadstackTokenFile SquadstackTokenFile;
 
@@ -29,5 +35,12 @@ extern SquadstackTokenFile *squadstack_token_file_read(const char *path,
 /* the token the file names for campaign ("*": the default), or NULL */
 extern const char *squadstack_token_file_lookup(const SquadstackTokenFile *tf,
 												const char *campaign);
+
+/*
+ * The business the file gives a token, if any: the i-th entry with one
+ * (from 0), its token into *token; NULL after the last.
+ */
+extern const char *squadstack_token_file_business(const SquadstackTokenFile *tf, int i,
+												  const char **token);
 
 #endif							/* SQUADSTACK_TOKEN_FILE_H */

@@ -1,4 +1,5 @@
-# One budget per business: two tokens grouped into one business share its
+# One budget per business: two tokens grouped into one business (one with
+# squadstack_set_token(), one by a line of squadstack.token_file) share its
 # rate budget, so the calls of both together never exceed rate_limit in any
 # window at the API double, and the budget is used; a token that is a
 # business of its own keeps its own budget beside them.  The worker
@@ -17,15 +18,20 @@ my ($limit, $window, $batch) = (6, 2, 10);
 my $double = SquadstackDouble->new(rate_limit => $limit, rate_window => $window);
 $double->config({ tokens => [ 'test-token', 'acme-1', 'acme-2', 'solo' ] });
 my $node = $double->new_node(
-	'main', conf => qq{
+	'main', no_start => 1, conf => qq{
 squadstack.rate_limit = $limit
 squadstack.rate_window = '${window}s'
 squadstack.batch_size = $batch
+squadstack.token_file = 'squadstack_tokens'
 });
+my $token_file = $node->data_dir . '/squadstack_tokens';
+append_to_file($token_file, "# campaign token business\ncamp_a2\tacme-2  acme\n");
+chmod(0600, $token_file) or die "chmod: $!";
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION squadstack');
 
 $node->safe_psql('postgres', q{
 SELECT squadstack_set_token('camp_a1', 'acme-1', 'acme');
-SELECT squadstack_set_token('camp_a2', 'acme-2', 'acme');
 SELECT squadstack_set_token('camp_s', 'solo');
 });
 

@@ -127,6 +127,30 @@ is(token_used('camp_c'), $tok{file_camp}, 'a changed file is not read before a r
 $node->reload;
 ok(wait_for(sub { token_used('camp_c') eq $tok{file_camp2} }, 20), 'after a reload the changed file is used');
 
+# a line's third field is the token's business; a fourth, or a business
+# name that cannot be one, makes the file refused (by line, never quoting)
+for my $bad ("camp_c $tok{file_camp2} acme more\n",
+	"camp_c $tok{file_camp2} " . ('b' x 64) . "\n")
+{
+	write_tokens($bad, 0600);
+	$logpos = -s $node->logfile;
+	$node->reload;
+	ok(wait_for(sub { slurp_file($node->logfile, $logpos) =~
+		/line 1 of token file "squadstack_tokens"(?: has more than three fields|: A business name is at most 63 bytes long)/ }, 10),
+		'a bad line is refused at reload: ' . ($bad =~ /more/ ? 'four fields' : 'a long business name'));
+}
+is(token_used('camp_c'), $tok{file_camp2}, 'the tokens read before stay in force');
+write_tokens("camp_c $tok{file_camp2} acme\n$tok{file_default}\n", 0600);
+$node->reload;
+ok(wait_for_sql($node, q{SELECT current_setting('squadstack.token_file') = 'squadstack_tokens'}),
+	'the token file is still set');
+is(token_used('camp_c'), $tok{file_camp2}, 'a line with a business gives its token');
+ok( wait_for_sql(
+		$node, q{
+SELECT budget FROM squadstack.api_calls WHERE campaign_id = 'camp_c' ORDER BY id DESC LIMIT 1},
+		'business:acme'),
+	'and its calls count in the business\'s budget');
+
 # -- the deprecated setting: a session's SET, used by its flush (another
 # database, where the worker does not deliver)
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET squadstack.token_file});
