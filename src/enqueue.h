@@ -9,11 +9,12 @@
 #define SQUADSTACK_ENQUEUE_H
 
 #include "lead.h"
+#include "op.h"
 
 /* queueing (enqueue.c) */
-extern int64 squadstack_enqueue(const char *campaign, const char *op, List *ops,
+extern int64 squadstack_enqueue(const char *campaign, SquadstackOp op, List *ops,
 						 bool skip_existing);
-extern int64 squadstack_enqueue_arrays(const char *campaign, const char *op,
+extern int64 squadstack_enqueue_arrays(const char *campaign, SquadstackOp op,
 								SquadstackLeadArrays *ops, bool skip_existing);
 
 #endif							/* SQUADSTACK_ENQUEUE_H */

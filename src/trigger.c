@@ -64,6 +64,7 @@
 #include "enqueue.h"
 #include "grants.h"
 #include "intake.h"
+#include "op.h"
 #include "spi_util.h"
 #include "trigger_args.h"
 
@@ -74,7 +75,7 @@ typedef struct SyncErrorContext
 {
 	const char *trigger_name;
 	const char *table_name;
-	const char *what;
+	SquadstackOp op;
 } SyncErrorContext;
 
 static void
@@ -83,7 +84,7 @@ sync_error_callback(void *arg)
 	SyncErrorContext *ec = (SyncErrorContext *) arg;
 
 	errcontext("%s of squadstack sync trigger \"%s\" on table \"%s\"",
-			   ec->what, ec->trigger_name, ec->table_name);
+			   squadstack_op_name(ec->op), ec->trigger_name, ec->table_name);
 }
 
 static void
@@ -196,7 +197,7 @@ row_lead_label(SyncTrigger *st, TupleTableSlot *slot)
  * it may plan its statement each time.
  */
 static void
-record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
+record_skip(SyncTrigger *st, SquadstackOp op, TupleTableSlot *slot,
 			ErrorData *edata, ErrorContextCallback *errcallback)
 {
 	char	   *lead = row_lead_label(st, slot);
@@ -211,7 +212,7 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 
 	args[0] = CStringGetTextDatum(st->table_name);
 	args[1] = CStringGetTextDatum(st->trigger_name);
-	args[2] = CStringGetTextDatum(op);
+	args[2] = CStringGetTextDatum(squadstack_op_name(op));
 	args[3] = CStringGetTextDatum(st->campaign);
 	if (lead != NULL)
 		args[4] = CStringGetTextDatum(lead);
@@ -287,7 +288,7 @@ parse_ops(SyncParse how, SquadstackLeadField *fields, int n)
  * the squadstack_* functions do.
  */
 static void
-queue_ops(SyncTrigger *st, const char *op, List *ops)
+queue_ops(SyncTrigger *st, SquadstackOp op, List *ops)
 {
 	Oid			intake = squadstack_intake_relid();
 	ListCell   *lc;
@@ -326,7 +327,7 @@ queue_ops(SyncTrigger *st, const char *op, List *ops)
  * for that.
  */
 static void
-validate_and_queue(SyncTrigger *st, const char *op, SyncParse how,
+validate_and_queue(SyncTrigger *st, SquadstackOp op, SyncParse how,
 				   SquadstackLeadField *fields, int n,
 				   TupleTableSlot *slot, ErrorContextCallback *errcallback)
 {
@@ -388,7 +389,7 @@ sync_insert(SyncTrigger *st, TupleTableSlot *slot, ErrorContextCallback *errcall
 
 		set_field(&fields[i], &st->fields[i], slot->tts_values[a], slot->tts_isnull[a]);
 	}
-	validate_and_queue(st, "create", SYNC_PARSE_CREATE, fields, st->nfields,
+	validate_and_queue(st, SQUADSTACK_OP_CREATE, SYNC_PARSE_CREATE, fields, st->nfields,
 					   slot, errcallback);
 }
 
@@ -453,19 +454,20 @@ sync_update(SyncTrigger *st, TupleTableSlot *oldslot, TupleTableSlot *newslot,
 	/* nothing SquadStack knows of changed */
 	if (!any)
 		return;
-	validate_and_queue(st, "update", SYNC_PARSE_UPDATE, fields, n, newslot, errcallback);
+	validate_and_queue(st, SQUADSTACK_OP_UPDATE, SYNC_PARSE_UPDATE, fields, n, newslot, errcallback);
 }
 
+/* op: a disable or a delete, as on_delete says */
 static void
-sync_delete(SyncTrigger *st, TupleTableSlot *slot, ErrorContextCallback *errcallback)
+sync_delete(SyncTrigger *st, SquadstackOp op, TupleTableSlot *slot,
+			ErrorContextCallback *errcallback)
 {
 	SyncField  *lead = &st->fields[st->lead_idx];
 	SquadstackLeadField field;
 
 	set_field(&field, lead, slot->tts_values[lead->attnum - 1],
 			  slot->tts_isnull[lead->attnum - 1]);
-	validate_and_queue(st, st->on_delete == SYNC_DELETE_DELETE ? "delete" : "disable",
-					   SYNC_PARSE_LEAD_ID, &field, 1, slot, errcallback);
+	validate_and_queue(st, op, SYNC_PARSE_LEAD_ID, &field, 1, slot, errcallback);
 }
 
 Datum
@@ -506,19 +508,20 @@ squadstack_sync_trigger(PG_FUNCTION_ARGS)
 	slot_getsomeattrs(trigdata->tg_trigslot, st->max_attnum);
 	if (TRIGGER_FIRED_BY_INSERT(event))
 	{
-		ec.what = "create";
+		ec.op = SQUADSTACK_OP_CREATE;
 		sync_insert(st, trigdata->tg_trigslot, &errcallback);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(event))
 	{
-		ec.what = "update";
+		ec.op = SQUADSTACK_OP_UPDATE;
 		slot_getsomeattrs(trigdata->tg_newslot, st->max_attnum);
 		sync_update(st, trigdata->tg_trigslot, trigdata->tg_newslot, &errcallback);
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(event))
 	{
-		ec.what = st->on_delete == SYNC_DELETE_DELETE ? "delete" : "disable";
-		sync_delete(st, trigdata->tg_trigslot, &errcallback);
+		ec.op = st->on_delete == SYNC_DELETE_DELETE ?
+			SQUADSTACK_OP_DELETE : SQUADSTACK_OP_DISABLE;
+		sync_delete(st, ec.op, trigdata->tg_trigslot, &errcallback);
 	}
 
 	error_context_stack = errcallback.previous;
