@@ -22,6 +22,7 @@ OBJS = \
 	src/intake.o \
 	src/job.o \
 	src/lead.o \
+	src/lead_field.o \
 	src/lead_list.o \
 	src/lead_text.o \
 	src/limiter.o \

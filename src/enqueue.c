@@ -23,6 +23,8 @@
 #include "grants.h"
 #include "guc.h"
 #include "intake.h"
+#include "lead.h"
+#include "lead_text.h"
 #include "registry.h"
 #include "shmem.h"
 #include "spi_util.h"

@@ -8,8 +8,9 @@
 #ifndef SQUADSTACK_ENQUEUE_H
 #define SQUADSTACK_ENQUEUE_H
 
-#include "lead.h"
+#include "lead_list.h"
 #include "op.h"
+#include "squadstack.h"
 
 /* queueing (enqueue.c) */
 extern int64 squadstack_enqueue(const char *campaign, SquadstackOp op, List *ops,

@@ -64,6 +64,8 @@
 #include "enqueue.h"
 #include "grants.h"
 #include "intake.h"
+#include "lead.h"
+#include "lead_field.h"
 #include "op.h"
 #include "spi_util.h"
 #include "trigger_args.h"
