@@ -39,6 +39,7 @@ OBJS = \
 	src/token_file.o \
 	src/trigger.o \
 	src/trigger_args.o \
+	src/trigger_row.o \
 	src/webhook.o \
 	src/webhook_payload.o \
 	src/webhook_secret.o \
