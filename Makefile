@@ -25,6 +25,7 @@ OBJS = \
 	src/lead_field.o \
 	src/lead_list.o \
 	src/lead_text.o \
+	src/lease.o \
 	src/limiter.o \
 	src/op.o \
 	src/phone.o \
