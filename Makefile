@@ -45,7 +45,8 @@ OBJS = \
 	src/webhook_payload.o \
 	src/webhook_secret.o \
 	src/worker.o \
-	src/writeback.o
+	src/writeback.o \
+	src/writeback_map.o
 
 # a new install of the default version runs the base script and then the
 # update scripts in turn, as contrib modules do
