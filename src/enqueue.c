@@ -21,7 +21,6 @@
 
 #include "enqueue.h"
 #include "grants.h"
-#include "guc.h"
 #include "intake.h"
 #include "lead.h"
 #include "lead_text.h"
