@@ -22,8 +22,10 @@ OBJS = \
 	src/intake.o \
 	src/job.o \
 	src/lead.o \
+	src/lead_field.o \
 	src/lead_list.o \
 	src/lead_text.o \
+	src/lease.o \
 	src/limiter.o \
 	src/op.o \
 	src/phone.o \
@@ -38,11 +40,13 @@ OBJS = \
 	src/token_file.o \
 	src/trigger.o \
 	src/trigger_args.o \
+	src/trigger_row.o \
 	src/webhook.o \
 	src/webhook_payload.o \
 	src/webhook_secret.o \
 	src/worker.o \
-	src/writeback.o
+	src/writeback.o \
+	src/writeback_map.o
 
 # a new install of the default version runs the base script and then the
 # update scripts in turn, as contrib modules do

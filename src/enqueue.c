@@ -21,8 +21,9 @@
 
 #include "enqueue.h"
 #include "grants.h"
-#include "guc.h"
 #include "intake.h"
+#include "lead.h"
+#include "lead_text.h"
 #include "registry.h"
 #include "shmem.h"
 #include "spi_util.h"
@@ -68,7 +69,7 @@ campaign_arg(FunctionCallInfo fcinfo)
  * unnest() form's.
  */
 static int64
-enqueue_one(const char *campaign, const char *op, SquadstackLeadOp *lop)
+enqueue_one(const char *campaign, SquadstackOp op, SquadstackLeadOp *lop)
 {
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
 	Datum		args[4];
@@ -81,12 +82,12 @@ enqueue_one(const char *campaign, const char *op, SquadstackLeadOp *lop)
 								4, argtypes);
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = CStringGetTextDatum(lop->lead_id);
-	args[2] = CStringGetTextDatum(op);
+	args[2] = CStringGetTextDatum(squadstack_op_name(op));
 	args[3] = JsonbPGetDatum(lop->payload);
 	rc = SPI_execute_plan(one_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not queue lead operation: %s", SPI_result_code_string(rc));
-	if (strcmp(op, "create") == 0)
+	if (op == SQUADSTACK_OP_CREATE)
 		squadstack_registry_mark_queued(campaign,
 								 PointerGetDatum(construct_array_builtin(&args[1], 1, TEXTOID)));
 	SPI_finish();
@@ -99,7 +100,7 @@ enqueue_one(const char *campaign, const char *op, SquadstackLeadOp *lop)
  * squadstack_enqueue_arrays().
  */
 int64
-squadstack_enqueue(const char *campaign, const char *op, List *ops, bool skip_existing)
+squadstack_enqueue(const char *campaign, SquadstackOp op, List *ops, bool skip_existing)
 {
 	int			n = list_length(ops);
 	Datum	   *ids;
@@ -176,7 +177,7 @@ create_sql(bool skip_existing, bool has_intake)
  * out.  Returns the number of operations queued.
  */
 int64
-squadstack_enqueue_arrays(const char *campaign, const char *op, SquadstackLeadArrays *ops,
+squadstack_enqueue_arrays(const char *campaign, SquadstackOp op, SquadstackLeadArrays *ops,
 				   bool skip_existing)
 {
 	Datum		args[4];
@@ -184,7 +185,7 @@ squadstack_enqueue_arrays(const char *campaign, const char *op, SquadstackLeadAr
 	SPIPlanPtr	plan;
 	int			rc;
 	int64		queued;
-	bool		is_create = strcmp(op, "create") == 0;
+	bool		is_create = op == SQUADSTACK_OP_CREATE;
 
 	SPI_connect();
 	if (!is_create)
@@ -222,7 +223,7 @@ squadstack_enqueue_arrays(const char *campaign, const char *op, SquadstackLeadAr
 
 	args[0] = CStringGetTextDatum(campaign);
 	args[1] = ops->lead_ids;
-	args[2] = CStringGetTextDatum(op);
+	args[2] = CStringGetTextDatum(squadstack_op_name(op));
 	args[3] = ops->payloads;
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (is_create)
@@ -258,7 +259,7 @@ squadstack_create_leads(PG_FUNCTION_ARGS)
 
 	check_not_null(fcinfo, 1, "leads");
 	ops = squadstack_parse_create_leads(PG_GETARG_JSONB_P(1));
-	PG_RETURN_INT64(squadstack_enqueue_arrays(campaign, "create", ops, skip_existing));
+	PG_RETURN_INT64(squadstack_enqueue_arrays(campaign, SQUADSTACK_OP_CREATE, ops, skip_existing));
 }
 
 Datum
@@ -269,7 +270,7 @@ squadstack_disable_leads(PG_FUNCTION_ARGS)
 
 	check_not_null(fcinfo, 1, "lead_ids");
 	ops = squadstack_parse_disable_leads(PG_GETARG_JSONB_P(1));
-	PG_RETURN_INT64(squadstack_enqueue_arrays(campaign, "disable", ops, false));
+	PG_RETURN_INT64(squadstack_enqueue_arrays(campaign, SQUADSTACK_OP_DISABLE, ops, false));
 }
 
 Datum
@@ -278,7 +279,7 @@ squadstack_update_lead(PG_FUNCTION_ARGS)
 	char	   *campaign = campaign_arg(fcinfo);
 
 	check_not_null(fcinfo, 1, "lead");
-	PG_RETURN_INT64(squadstack_enqueue(campaign, "update",
+	PG_RETURN_INT64(squadstack_enqueue(campaign, SQUADSTACK_OP_UPDATE,
 								list_make1(squadstack_parse_update_lead(PG_GETARG_JSONB_P(1))),
 								false));
 }
@@ -321,7 +322,7 @@ squadstack_delete_lead(PG_FUNCTION_ARGS)
 
 	op->payload = simple_payload(op->lead_id, NULL);
 	squadstack_check_lead_bytes(op->lead_id, op->payload);
-	PG_RETURN_INT64(squadstack_enqueue(campaign, "delete", list_make1(op), false));
+	PG_RETURN_INT64(squadstack_enqueue(campaign, SQUADSTACK_OP_DELETE, list_make1(op), false));
 }
 
 Datum
@@ -355,7 +356,7 @@ squadstack_convert_lead(PG_FUNCTION_ARGS)
 
 	op->payload = simple_payload(op->lead_id, detail);
 	squadstack_check_lead_bytes(op->lead_id, op->payload);
-	PG_RETURN_INT64(squadstack_enqueue(campaign, "convert", list_make1(op), false));
+	PG_RETURN_INT64(squadstack_enqueue(campaign, SQUADSTACK_OP_CONVERT, list_make1(op), false));
 }
 
 /*

@@ -8,12 +8,14 @@
 #ifndef SQUADSTACK_ENQUEUE_H
 #define SQUADSTACK_ENQUEUE_H
 
-#include "lead.h"
+#include "lead_list.h"
+#include "op.h"
+#include "squadstack.h"
 
 /* queueing (enqueue.c) */
-extern int64 squadstack_enqueue(const char *campaign, const char *op, List *ops,
+extern int64 squadstack_enqueue(const char *campaign, SquadstackOp op, List *ops,
 						 bool skip_existing);
-extern int64 squadstack_enqueue_arrays(const char *campaign, const char *op,
+extern int64 squadstack_enqueue_arrays(const char *campaign, SquadstackOp op,
 								SquadstackLeadArrays *ops, bool skip_existing);
 
 #endif							/* SQUADSTACK_ENQUEUE_H */

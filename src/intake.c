@@ -240,7 +240,7 @@ insert_index_entries(Relation rel, TupleTableSlot *slot)
  * ...) would do, without parsing, planning or starting an executor.
  */
 void
-squadstack_intake_insert(Oid relid, const char *campaign, const char *op,
+squadstack_intake_insert(Oid relid, const char *campaign, SquadstackOp op,
 				  const SquadstackLeadOp *lop)
 {
 	Relation	rel = table_open(relid, RowExclusiveLock);
@@ -261,7 +261,7 @@ squadstack_intake_insert(Oid relid, const char *campaign, const char *op,
 	values[INTAKE_ID - 1] = Int64GetDatum(nextval_internal(intake_seqid, false));
 	values[INTAKE_CAMPAIGN_ID - 1] = CStringGetTextDatum(campaign);
 	values[INTAKE_LEAD_ID - 1] = CStringGetTextDatum(lop->lead_id);
-	values[INTAKE_OP - 1] = CStringGetTextDatum(op);
+	values[INTAKE_OP - 1] = CStringGetTextDatum(squadstack_op_name(op));
 	values[INTAKE_PAYLOAD - 1] = JsonbPGetDatum(lop->payload);
 	values[INTAKE_CREATED_AT - 1] =
 		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());

@@ -5,7 +5,8 @@
  *
  * Every check runs before anything is queued, so a call with one bad lead
  * queues nothing.  Messages name the lead (by lead_id, or by its position
- * when it has none) and the field.
+ * when it has none) and the field.  Each field is checked in lead_field.c,
+ * a lead's size and text in lead_text.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,15 +23,11 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
-#include "guc.h"
 #include "lead.h"
-#include "phone.h"
+#include "lead_text.h"
 
-/* one key/value pair of a lead object (SquadstackLeadField, squadstack.h) */
+/* one key/value pair of a lead object (SquadstackLeadField, lead_field.h) */
 typedef SquadstackLeadField LeadField;
-
-
-
 
 void
 squadstack_check_campaign(const char *campaign)
@@ -126,49 +123,6 @@ squadstack_lead_id_from_jsonb(JsonbValue *v, const char *context)
 	return id;
 }
 
-/*
- * Collect the top-level fields of a lead object.  Returns the number of
- * fields; *fields is palloc'd.
- */
-static int
-lead_fields(JsonbContainer *obj, LeadField **fields)
-{
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	int			n = 0;
-	int			cap = Max(JsonContainerSize(obj), 1);
-	LeadField  *out = palloc(sizeof(LeadField) * cap);
-	char	   *key = NULL;
-
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		CHECK_FOR_INTERRUPTS();
-		if (tok == WJB_KEY)
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (tok == WJB_VALUE)
-		{
-			Assert(n < cap);
-			out[n].key = key;
-			out[n].value = v;
-			n++;
-		}
-	}
-	*fields = out;
-	return n;
-}
-
-static JsonbValue *
-find_field(LeadField *fields, int n, const char *key)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(fields[i].key, key) == 0)
-			return &fields[i].value;
-	return NULL;
-}
-
 /* The JSON value for the lead's container at position pos, which must be an object. */
 JsonbContainer *
 squadstack_lead_object(JsonbValue *elem, int pos)
@@ -180,136 +134,6 @@ squadstack_lead_object(JsonbValue *elem, int pos)
 				 errdetail("Got a JSON %s; a lead is an object such as {\"lead_id\": \"L1\", \"phone_number\": \"9876543210\", \"contact_name\": \"Asha Rao\"}.",
 						   squadstack_jsonb_type_name(elem))));
 	return elem->val.binary.data;
-}
-
-/*
- * Validate and normalise a phone number field; returns the JSON value to
- * send.  Messages never quote the number: they land in the server log,
- * where erasing a lead cannot reach them.
- */
-static JsonbValue
-check_phone(JsonbValue *v, const char *lead_id)
-{
-	char		digits[SQUADSTACK_PHONE_BUFSIZE];
-	char	   *given;
-	JsonbValue	out;
-
-	if (v->type == jbvString)
-		given = pnstrdup(v->val.string.val, v->val.string.len);
-	else if (v->type == jbvNumeric)
-	{
-		const char *p;
-
-		given = DatumGetCString(DirectFunctionCall1(numeric_out,
-													NumericGetDatum(v->val.numeric)));
-
-		/*
-		 * A sign or a fraction is no part of a phone number, though
-		 * dropping the separators would make one of -98765.43210.
-		 */
-		for (p = given; *p; p++)
-			if (*p < '0' || *p > '9')
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid \"phone_number\" for lead \"%s\"", lead_id),
-						 errdetail("A phone number given as a JSON number is a whole number without a sign or a decimal point."),
-						 errhint("Give the phone number as a JSON string to keep its formatting.")));
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid \"phone_number\" for lead \"%s\"", lead_id),
-				 errdetail("A phone number is a JSON string or number, not a JSON %s.",
-						   squadstack_jsonb_type_name(v))));
-
-	if (!squadstack_phone_normalise(given, strlen(given), digits))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid phone number for lead \"%s\"", lead_id),
-				 errdetail("An Indian phone number has exactly 10 digits, the first not 0, after removing spaces, tabs, dashes, dots, parentheses and one prefix +91, 0091, 91 or 0.")));
-
-	out.type = jbvString;
-	switch (squadstack_phone_format)
-	{
-		case SQUADSTACK_PHONE_NATIONAL:
-			out.val.string.val = pstrdup(digits);
-			break;
-		case SQUADSTACK_PHONE_AS_GIVEN:
-			out.val.string.val = given;
-			break;
-		default:
-			out.val.string.val = psprintf("+91%s", digits);
-			break;
-	}
-	out.val.string.len = strlen(out.val.string.val);
-	return out;
-}
-
-static void
-check_contact_name(JsonbValue *v, const char *lead_id)
-{
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid \"contact_name\" for lead \"%s\"", lead_id),
-				 errdetail("A contact name is a non-empty JSON string, not a JSON %s.",
-						   squadstack_jsonb_type_name(v))));
-	if (squadstack_text_is_blank(v->val.string.val, v->val.string.len))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("empty \"contact_name\" for lead \"%s\"", lead_id),
-				 errdetail("A contact name is a non-empty JSON string, not only spaces or invisible characters.")));
-}
-
-/*
- * Refuse a key that looks like a reserved field but is not one, before a
- * required field is missed because of it.  lead_id is NULL while the lead
- * has none; the lead is then named by its position.
- */
-static void
-check_field_names(LeadField *fields, int n, const char *lead_id, int pos)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		const char *reserved = squadstack_reserved_field_lookalike(fields[i].key);
-
-		if (reserved == NULL)
-			continue;
-		if (lead_id != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid field name \"%s\" for lead \"%s\"",
-							fields[i].key, lead_id),
-					 errdetail("The name differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
-							   reserved),
-					 errhint("Name the field \"%s\".", reserved)));
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid field name \"%s\" for lead at position %d",
-							fields[i].key, pos),
-					 errdetail("The name differs from the field \"%s\" only in case or white space; it would be sent as a custom field.",
-							   reserved),
-					 errhint("Name the field \"%s\".", reserved)));
-	}
-}
-
-static void
-check_custom_field(LeadField *f, const char *lead_id)
-{
-	if (f->key[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("empty field name for lead \"%s\"", lead_id),
-				 errdetail("Custom field names must not be empty.")));
-	if (f->value.type == jbvBinary)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid custom field \"%s\" for lead \"%s\"", f->key, lead_id),
-				 errdetail("Custom field values are JSON strings, numbers, booleans or null, not a JSON %s.",
-						   squadstack_jsonb_type_name(&f->value))));
 }
 
 /* Push "key": value into the object being built. */
@@ -354,27 +178,27 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 	int			i;
 
 	snprintf(context, sizeof(context), "lead at position %d", pos);
-	v = find_field(fields, n, "lead_id");
+	v = squadstack_find_lead_field(fields, n, "lead_id");
 	if (v == NULL)
 	{
-		check_field_names(fields, n, NULL, pos);
+		squadstack_check_field_names(fields, n, NULL, pos);
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("missing \"lead_id\" for %s", context),
 				 errdetail("Every lead needs a lead_id.")));
 	}
 	op->lead_id = squadstack_lead_id_from_jsonb(v, context);
-	check_field_names(fields, n, op->lead_id, pos);
+	squadstack_check_field_names(fields, n, op->lead_id, pos);
 
 	if (!is_update)
 	{
-		v = find_field(fields, n, "phone_number");
+		v = squadstack_find_lead_field(fields, n, "phone_number");
 		if (v == NULL || v->type == jbvNull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("missing \"phone_number\" for lead \"%s\"", op->lead_id),
 					 errdetail("A new lead needs a phone_number.")));
-		v = find_field(fields, n, "contact_name");
+		v = squadstack_find_lead_field(fields, n, "contact_name");
 		if (v == NULL || v->type == jbvNull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -400,7 +224,7 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 				ereport(ERROR,
 						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						 errmsg("\"phone_number\" of lead \"%s\" must not be null", op->lead_id)));
-			val = check_phone(&f->value, op->lead_id);
+			val = squadstack_check_phone(&f->value, op->lead_id);
 		}
 		else if (strcmp(f->key, "contact_name") == 0)
 		{
@@ -408,10 +232,10 @@ parse_fields(LeadField *fields, int n, int pos, bool is_update)
 				ereport(ERROR,
 						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						 errmsg("\"contact_name\" of lead \"%s\" must not be null", op->lead_id)));
-			check_contact_name(&f->value, op->lead_id);
+			squadstack_check_contact_name(&f->value, op->lead_id);
 		}
 		else if (strcmp(f->key, "lead_id") != 0)
-			check_custom_field(f, op->lead_id);
+			squadstack_check_custom_field(f, op->lead_id);
 
 		bytes += squadstack_json_pair_bytes(f->key, strlen(f->key), &val, i == 0);
 		squadstack_push_pair(&state, f->key, &val);
@@ -427,7 +251,7 @@ SquadstackLeadOp *
 squadstack_parse_lead(JsonbContainer *obj, int pos, bool is_update)
 {
 	LeadField  *fields;
-	int			n = lead_fields(obj, &fields);
+	int			n = squadstack_lead_fields(obj, &fields);
 
 	return parse_fields(fields, n, pos, is_update);
 }
@@ -483,10 +307,10 @@ squadstack_parse_disable_elem(JsonbValue *elem, int pos)
 		int			n;
 		int			i;
 
-		n = lead_fields(squadstack_lead_object(elem, pos), &fields);
-		id = find_field(fields, n, "lead_id");
+		n = squadstack_lead_fields(squadstack_lead_object(elem, pos), &fields);
+		id = squadstack_find_lead_field(fields, n, "lead_id");
 		if (id == NULL)
-			check_field_names(fields, n, NULL, pos);
+			squadstack_check_field_names(fields, n, NULL, pos);
 		if (id == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -500,6 +324,20 @@ squadstack_parse_disable_elem(JsonbValue *elem, int pos)
 						 errdetail("A lead to disable is given by its lead_id alone.")));
 	}
 	op->lead_id = squadstack_lead_id_from_jsonb(id, context);
+	op->payload = squadstack_lead_id_payload(op->lead_id, id);
+	return op;
+}
+
+/*
+ * A lead given by its lead_id value alone, as a sync trigger has it for a
+ * disable or a delete; validated as {"lead_id": ...} is.
+ */
+SquadstackLeadOp *
+squadstack_parse_lead_id(JsonbValue *id)
+{
+	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
+
+	op->lead_id = squadstack_lead_id_from_jsonb(id, "lead at position 1");
 	op->payload = squadstack_lead_id_payload(op->lead_id, id);
 	return op;
 }

@@ -21,9 +21,8 @@
 #include "utils/numeric.h"
 
 #include "lead.h"
-
-/* one key/value pair of a lead object (SquadstackLeadField, lead.h) */
-typedef SquadstackLeadField LeadField;
+#include "lead_list.h"
+#include "lead_text.h"
 
 /*
  * A one-dimensional array without NULLs being filled one element at a
@@ -282,22 +281,6 @@ SquadstackLeadArrays *
 squadstack_parse_create_leads(Jsonb *leads)
 {
 	return parse_lead_list(leads, "leads", false, create_elem);
-}
-
-
-
-/*
- * A lead given by its lead_id value alone, as a sync trigger has it for a
- * disable or a delete; validated as {"lead_id": ...} is.
- */
-SquadstackLeadOp *
-squadstack_parse_lead_id(JsonbValue *id)
-{
-	SquadstackLeadOp  *op = palloc(sizeof(SquadstackLeadOp));
-
-	op->lead_id = squadstack_lead_id_from_jsonb(id, "lead at position 1");
-	op->payload = squadstack_lead_id_payload(op->lead_id, id);
-	return op;
 }
 
 SquadstackLeadArrays *

@@ -22,7 +22,7 @@
 #include "utils/numeric.h"
 
 #include "guc.h"
-#include "lead.h"
+#include "lead_text.h"
 
 /* the fields SquadStack itself reads; any other key is a custom field */
 static const char *const reserved_fields[] = {

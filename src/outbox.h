@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "http.h"
+#include "lease.h"
 #include "op.h"
 #include "squadstack.h"
 
@@ -51,23 +52,6 @@ typedef struct SquadstackDeliveryResult
 	bool		blocked_overflow;	/* more than fit in blocked[] */
 	SquadstackBlocked	blocked[SQUADSTACK_MAX_BLOCKED];
 } SquadstackDeliveryResult;
-
-/* one claimed call */
-typedef struct SquadstackBatch
-{
-	int64		call_id;		/* 0 until the call is admitted */
-	char	   *campaign;
-	SquadstackOp		op;
-	const char *method;
-	char	   *url;
-	char	   *token;
-	char	   *token_id;
-	char	   *body;
-	int			n;
-	Datum	   *ids;			/* int8 datums */
-	int		   *attempts;
-	bool	   *uncertain;
-} SquadstackBatch;
 
 /* claim.c: one call's worth of work, leased; false if none can go now */
 extern bool squadstack_claim(const SquadstackConfig *cfg, SquadstackBatch *b, SquadstackDeliveryResult *r,

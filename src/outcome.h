@@ -2,8 +2,8 @@
  *
  * outcome.h
  *		One "lead processed" outcome, as a valid webhook payload holds it
- *		(validated in webhook.c, written back into CRM tables by
- *		writeback.c).
+ *		(validated in webhook_payload.c, written back into CRM tables by
+ *		writeback.c and writeback_map.c).
  *
  *-------------------------------------------------------------------------
  */

@@ -22,9 +22,10 @@
  * This runs on every write to the CRM table, so the arguments are parsed
  * and the columns resolved once per trigger and backend and kept until the
  * table's relcache entry is invalidated (ALTER TABLE, CREATE OR REPLACE
- * TRIGGER, ...); a row then costs converting the mapped columns to JSON
- * values, validating them as a lead (lead.c, which builds the payload) and
- * appending that to squadstack.intake (intake.c).
+ * TRIGGER, ...; trigger_args.c); a row then costs converting the mapped
+ * columns to JSON values (trigger_row.c), validating them as a lead (lead.c,
+ * which builds the payload) and appending that to squadstack.intake
+ * (intake.c).
  *
  * The function is not SECURITY DEFINER: it runs as whoever writes the CRM
  * table, which needs no privilege on any squadstack table, because the
@@ -36,8 +37,6 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
@@ -48,15 +47,12 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
-#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
@@ -64,8 +60,12 @@
 #include "enqueue.h"
 #include "grants.h"
 #include "intake.h"
+#include "lead.h"
+#include "lead_field.h"
+#include "op.h"
 #include "spi_util.h"
 #include "trigger_args.h"
+#include "trigger_row.h"
 
 PG_FUNCTION_INFO_V1(squadstack_sync_trigger);
 
@@ -74,7 +74,7 @@ typedef struct SyncErrorContext
 {
 	const char *trigger_name;
 	const char *table_name;
-	const char *what;
+	SquadstackOp op;
 } SyncErrorContext;
 
 static void
@@ -83,112 +83,7 @@ sync_error_callback(void *arg)
 	SyncErrorContext *ec = (SyncErrorContext *) arg;
 
 	errcontext("%s of squadstack sync trigger \"%s\" on table \"%s\"",
-			   ec->what, ec->trigger_name, ec->table_name);
-}
-
-static void
-column_json(SyncField *f, Datum d, bool isnull, JsonbValue *v)
-{
-	char	   *str;
-
-	if (isnull)
-	{
-		v->type = jbvNull;
-		return;
-	}
-	switch (f->kind)
-	{
-		case SYNC_JSON_TEXT:
-			{
-				text	   *t = DatumGetTextPP(d);
-
-				v->type = jbvString;
-				v->val.string.val = VARDATA_ANY(t);
-				v->val.string.len = VARSIZE_ANY_EXHDR(t);
-				return;
-			}
-		case SYNC_JSON_INT2:
-			v->type = jbvNumeric;
-			v->val.numeric = int64_to_numeric(DatumGetInt16(d));
-			return;
-		case SYNC_JSON_INT4:
-			v->type = jbvNumeric;
-			v->val.numeric = int64_to_numeric(DatumGetInt32(d));
-			return;
-		case SYNC_JSON_INT8:
-			v->type = jbvNumeric;
-			v->val.numeric = int64_to_numeric(DatumGetInt64(d));
-			return;
-		case SYNC_JSON_NUMERIC:
-			{
-				Numeric		n = DatumGetNumeric(d);
-
-				/* JSON has no NaN or infinity: send those as to_jsonb does */
-				if (!numeric_is_nan(n) && !numeric_is_inf(n))
-				{
-					v->type = jbvNumeric;
-					v->val.numeric = n;
-					return;
-				}
-				break;
-			}
-		case SYNC_JSON_FLOAT:
-			{
-				double		x = f->basetype == FLOAT4OID ?
-					(double) DatumGetFloat4(d) : DatumGetFloat8(d);
-
-				if (isnan(x) || isinf(x))
-					break;
-
-				/*
-				 * Through the shortest exact text form, as to_jsonb does;
-				 * float8_numeric would round to DBL_DIG digits.
-				 */
-				str = OutputFunctionCall(&f->outfunc, d);
-				v->type = jbvNumeric;
-				v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																	 CStringGetDatum(str),
-																	 ObjectIdGetDatum(InvalidOid),
-																	 Int32GetDatum(-1)));
-				return;
-			}
-		case SYNC_JSON_BOOL:
-			v->type = jbvBool;
-			v->val.boolean = DatumGetBool(d);
-			return;
-		case SYNC_JSON_DATETIME:
-			/* independent of DateStyle, which is the session's */
-			str = JsonEncodeDateTime(NULL, d, f->basetype, NULL);
-			v->type = jbvString;
-			v->val.string.val = str;
-			v->val.string.len = strlen(str);
-			return;
-		case SYNC_JSON_OTHER:
-			break;
-	}
-	str = OutputFunctionCall(&f->outfunc, d);
-	v->type = jbvString;
-	v->val.string.val = str;
-	v->val.string.len = strlen(str);
-}
-
-/* One field of the lead as validation takes it: its key and JSON value. */
-static void
-set_field(SquadstackLeadField *out, SyncField *f, Datum d, bool isnull)
-{
-	out->key = f->field;
-	column_json(f, d, isnull, &out->value);
-}
-
-/* The lead_id of a row as text, for messages and squadstack.sync_skipped. */
-static char *
-row_lead_label(SyncTrigger *st, TupleTableSlot *slot)
-{
-	SyncField  *f = &st->fields[st->lead_idx];
-
-	if (slot->tts_isnull[f->attnum - 1])
-		return NULL;
-	return OutputFunctionCall(&f->outfunc, slot->tts_values[f->attnum - 1]);
+			   squadstack_op_name(ec->op), ec->trigger_name, ec->table_name);
 }
 
 /*
@@ -196,10 +91,10 @@ row_lead_label(SyncTrigger *st, TupleTableSlot *slot)
  * it may plan its statement each time.
  */
 static void
-record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
+record_skip(SyncTrigger *st, SquadstackOp op, TupleTableSlot *slot,
 			ErrorData *edata, ErrorContextCallback *errcallback)
 {
-	char	   *lead = row_lead_label(st, slot);
+	char	   *lead = squadstack_sync_row_lead_id(st, slot);
 	Oid			rowtype = slot->tts_tupleDescriptor->tdtypeid;
 	Datum		row = ExecFetchSlotHeapTupleDatum(slot);
 	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
@@ -211,7 +106,7 @@ record_skip(SyncTrigger *st, const char *op, TupleTableSlot *slot,
 
 	args[0] = CStringGetTextDatum(st->table_name);
 	args[1] = CStringGetTextDatum(st->trigger_name);
-	args[2] = CStringGetTextDatum(op);
+	args[2] = CStringGetTextDatum(squadstack_op_name(op));
 	args[3] = CStringGetTextDatum(st->campaign);
 	if (lead != NULL)
 		args[4] = CStringGetTextDatum(lead);
@@ -287,7 +182,7 @@ parse_ops(SyncParse how, SquadstackLeadField *fields, int n)
  * the squadstack_* functions do.
  */
 static void
-queue_ops(SyncTrigger *st, const char *op, List *ops)
+queue_ops(SyncTrigger *st, SquadstackOp op, List *ops)
 {
 	Oid			intake = squadstack_intake_relid();
 	ListCell   *lc;
@@ -326,7 +221,7 @@ queue_ops(SyncTrigger *st, const char *op, List *ops)
  * for that.
  */
 static void
-validate_and_queue(SyncTrigger *st, const char *op, SyncParse how,
+validate_and_queue(SyncTrigger *st, SquadstackOp op, SyncParse how,
 				   SquadstackLeadField *fields, int n,
 				   TupleTableSlot *slot, ErrorContextCallback *errcallback)
 {
@@ -383,30 +278,9 @@ sync_insert(SyncTrigger *st, TupleTableSlot *slot, ErrorContextCallback *errcall
 	int			i;
 
 	for (i = 0; i < st->nfields; i++)
-	{
-		AttrNumber	a = st->fields[i].attnum - 1;
-
-		set_field(&fields[i], &st->fields[i], slot->tts_values[a], slot->tts_isnull[a]);
-	}
-	validate_and_queue(st, "create", SYNC_PARSE_CREATE, fields, st->nfields,
+		squadstack_sync_row_field(&fields[i], &st->fields[i], slot);
+	validate_and_queue(st, SQUADSTACK_OP_CREATE, SYNC_PARSE_CREATE, fields, st->nfields,
 					   slot, errcallback);
-}
-
-static bool
-column_changed(SyncField *f, TupleTableSlot *oldslot, TupleTableSlot *newslot)
-{
-	AttrNumber	a = f->attnum - 1;
-
-	if (oldslot->tts_isnull[a] || newslot->tts_isnull[a])
-		return oldslot->tts_isnull[a] != newslot->tts_isnull[a];
-
-	/*
-	 * Binary comparison, which detoasts as needed.  Values that are equal
-	 * but stored differently (numeric 1.0 and 1.00) count as changed; their
-	 * JSON differs too, so the update is not wasted.
-	 */
-	return !datum_image_eq(oldslot->tts_values[a], newslot->tts_values[a],
-						   f->typbyval, f->typlen);
 }
 
 static void
@@ -419,10 +293,10 @@ sync_update(SyncTrigger *st, TupleTableSlot *oldslot, TupleTableSlot *newslot,
 	bool		any = false;
 	int			i;
 
-	if (column_changed(lead, oldslot, newslot))
+	if (squadstack_sync_column_changed(lead, oldslot, newslot))
 	{
-		char	   *old_lead = row_lead_label(st, oldslot);
-		char	   *new_lead = row_lead_label(st, newslot);
+		char	   *old_lead = squadstack_sync_row_lead_id(st, oldslot);
+		char	   *new_lead = squadstack_sync_row_lead_id(st, newslot);
 
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -440,32 +314,30 @@ sync_update(SyncTrigger *st, TupleTableSlot *oldslot, TupleTableSlot *newslot,
 	for (i = 0; i < st->nfields; i++)
 	{
 		SyncField  *f = &st->fields[i];
-		AttrNumber	a = f->attnum - 1;
 
 		if (i != st->lead_idx)
 		{
-			if (!column_changed(f, oldslot, newslot))
+			if (!squadstack_sync_column_changed(f, oldslot, newslot))
 				continue;
 			any = true;
 		}
-		set_field(&fields[n++], f, newslot->tts_values[a], newslot->tts_isnull[a]);
+		squadstack_sync_row_field(&fields[n++], f, newslot);
 	}
 	/* nothing SquadStack knows of changed */
 	if (!any)
 		return;
-	validate_and_queue(st, "update", SYNC_PARSE_UPDATE, fields, n, newslot, errcallback);
+	validate_and_queue(st, SQUADSTACK_OP_UPDATE, SYNC_PARSE_UPDATE, fields, n, newslot, errcallback);
 }
 
+/* op: a disable or a delete, as on_delete says */
 static void
-sync_delete(SyncTrigger *st, TupleTableSlot *slot, ErrorContextCallback *errcallback)
+sync_delete(SyncTrigger *st, SquadstackOp op, TupleTableSlot *slot,
+			ErrorContextCallback *errcallback)
 {
-	SyncField  *lead = &st->fields[st->lead_idx];
 	SquadstackLeadField field;
 
-	set_field(&field, lead, slot->tts_values[lead->attnum - 1],
-			  slot->tts_isnull[lead->attnum - 1]);
-	validate_and_queue(st, st->on_delete == SYNC_DELETE_DELETE ? "delete" : "disable",
-					   SYNC_PARSE_LEAD_ID, &field, 1, slot, errcallback);
+	squadstack_sync_row_field(&field, &st->fields[st->lead_idx], slot);
+	validate_and_queue(st, op, SYNC_PARSE_LEAD_ID, &field, 1, slot, errcallback);
 }
 
 Datum
@@ -506,19 +378,20 @@ squadstack_sync_trigger(PG_FUNCTION_ARGS)
 	slot_getsomeattrs(trigdata->tg_trigslot, st->max_attnum);
 	if (TRIGGER_FIRED_BY_INSERT(event))
 	{
-		ec.what = "create";
+		ec.op = SQUADSTACK_OP_CREATE;
 		sync_insert(st, trigdata->tg_trigslot, &errcallback);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(event))
 	{
-		ec.what = "update";
+		ec.op = SQUADSTACK_OP_UPDATE;
 		slot_getsomeattrs(trigdata->tg_newslot, st->max_attnum);
 		sync_update(st, trigdata->tg_trigslot, trigdata->tg_newslot, &errcallback);
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(event))
 	{
-		ec.what = st->on_delete == SYNC_DELETE_DELETE ? "delete" : "disable";
-		sync_delete(st, trigdata->tg_trigslot, &errcallback);
+		ec.op = st->on_delete == SYNC_DELETE_DELETE ?
+			SQUADSTACK_OP_DELETE : SQUADSTACK_OP_DISABLE;
+		sync_delete(st, ec.op, trigdata->tg_trigslot, &errcallback);
 	}
 
 	error_context_stack = errcallback.previous;

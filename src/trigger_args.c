@@ -40,6 +40,7 @@
 #include "utils/syscache.h"
 
 #include "lead.h"
+#include "lead_text.h"
 #include "spi_util.h"
 #include "trigger_args.h"
 

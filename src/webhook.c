@@ -32,7 +32,6 @@
 #include "utils/timestamp.h"
 
 #include "erase.h"
-#include "guc.h"
 #include "lead.h"
 #include "registry.h"
 #include "spi_util.h"

@@ -10,14 +10,14 @@
 use strict;
 use warnings;
 
-use File::Basename qw(dirname);
 use IPC::Run ();
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(time usleep);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use SquadstackDouble;
 
 my $secret = 'tap-Secret-7fq2x9';
 my $campaign = 'camp_wh';
@@ -38,87 +38,9 @@ GRANT EXECUTE ON FUNCTION squadstack_receive_webhook(jsonb, text) TO webhook_app
 ALTER ROLE webhook_app SET log_parameter_max_length = 0;
 });
 
-my $bindir = $node->config_data('--bindir');
-my $daemon_bin = "$bindir/squadstack-webhookd";
-ok(-x $daemon_bin, "squadstack-webhookd is installed in $bindir")
-  or BAIL_OUT("$daemon_bin not found: run make install");
-
+my $webhookd = SquadstackDouble::Webhookd->new($node);
+my $dsn_file = $webhookd->dsn_file;
 my $dir = PostgreSQL::Test::Utils::tempdir('webhookd');
-my $dsn_file = "$dir/dsn";
-PostgreSQL::Test::Utils::append_to_file($dsn_file,
-	'host=' . $node->host . ' port=' . $node->port
-	  . " dbname=postgres user=webhook_app\n");
-
-# ---------------------------------------------------------------------------
-# the receiver: started and stopped here, killed at exit whatever happens
-# ---------------------------------------------------------------------------
-
-my ($daemon_pid, $port, $log);
-my $n_logs = 0;
-
-sub start_daemon
-{
-	my (@args) = @_;
-	$port = PostgreSQL::Test::Cluster::get_free_port();
-	$log = "$dir/webhookd." . ++$n_logs . '.log';
-	my @cmd = ($daemon_bin, '--listen' => "127.0.0.1:$port", @args);
-	my $pid = fork();
-	die "fork failed: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDOUT, '>>', $log) or POSIX::_exit(126);
-		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
-		exec(@cmd) or POSIX::_exit(127);
-	}
-	$daemon_pid = $pid;
-	my $deadline = time() + 15;
-	# it tries the database once at start
-	until (-e $log
-		  && slurp_file($log) =~ /listening on.*\n.*(connected to|could not connect to) the database/)
-	{
-		if (waitpid($pid, WNOHANG) == $pid)
-		{
-			undef $daemon_pid;
-			die "squadstack-webhookd exited at start: " . slurp_file($log);
-		}
-		die "squadstack-webhookd did not start" if time() > $deadline;
-		usleep(20_000);
-	}
-	note "squadstack-webhookd (pid $pid) on 127.0.0.1:$port";
-	return;
-}
-
-# SIGTERM; returns the exit status, or undef if it had to be killed
-sub stop_daemon
-{
-	my $pid = $daemon_pid;
-	return undef unless $pid;
-	undef $daemon_pid;
-	kill 'TERM', $pid;
-	my $deadline = time() + 15;
-	while (waitpid($pid, WNOHANG) != $pid)
-	{
-		if (time() > $deadline)
-		{
-			kill 'KILL', $pid;
-			waitpid($pid, 0);
-			return undef;
-		}
-		usleep(20_000);
-	}
-	return $?;
-}
-
-END
-{
-	my $rc = $?;
-	if ($daemon_pid)
-	{
-		kill 'KILL', $daemon_pid;
-		waitpid($daemon_pid, 0);
-	}
-	$? = $rc;
-}
 
 # ---------------------------------------------------------------------------
 # HTTP with curl
@@ -127,7 +49,7 @@ END
 sub url
 {
 	my ($path) = @_;
-	return "http://127.0.0.1:$port$path";
+	return 'http://127.0.0.1:' . $webhookd->port . $path;
 }
 
 sub hook_path
@@ -200,8 +122,8 @@ my $inbox_count = sub { sql('SELECT count(*) FROM squadstack.webhook_inbox') };
 # what is stored and what is refused
 # ---------------------------------------------------------------------------
 
-start_daemon('--dsn-file' => $dsn_file, '--max-connections' => 2);
-like(slurp_file($log), qr/connected to the database/,
+$webhookd->start('--dsn-file' => $dsn_file, '--max-connections' => 2);
+like(slurp_file($webhookd->log_file), qr/connected to the database/,
 	'it connects at start with the connection string from --dsn-file');
 
 my ($code, $headers, $body) = http(hook_path(), body => payload('L1'));
@@ -326,7 +248,7 @@ while (time() < $deadline)
 ok($back, 'the database started again: 201 (it reconnects)');
 is(sql(q{SELECT count(*) FROM squadstack.lead_outcomes WHERE lead_id = 'D1'}), 1,
 	'the outcome is stored');
-like(slurp_file($log), qr/connected to the database again/, 'the log says it is back');
+like(slurp_file($webhookd->log_file), qr/connected to the database again/, 'the log says it is back');
 
 # ---------------------------------------------------------------------------
 # a request in flight finishes during a shutdown
@@ -339,7 +261,7 @@ my $locker = IPC::Run::start(
 		'BEGIN; LOCK squadstack.lead_outcomes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;'
 	],
 	'<', \undef, '>', \$lout, '2>', \$lerr, IPC::Run::timeout(60));
-ok( wait_until(sub { sql(q{SELECT count(*) FROM pg_locks WHERE relation =
+ok( wait_for(sub { sql(q{SELECT count(*) FROM pg_locks WHERE relation =
   'squadstack.lead_outcomes'::regclass AND mode = 'AccessExclusiveLock' AND granted}) == 1 }),
 	'lead_outcomes is locked');
 my ($fout, $ferr) = ('', '');
@@ -350,17 +272,17 @@ my $inflight = IPC::Run::start(
 		url(hook_path())
 	],
 	'<', \undef, '>', \$fout, '2>', \$ferr, IPC::Run::timeout(60));
-ok( wait_until(sub { sql(q{SELECT count(*) FROM pg_stat_activity
+ok( wait_for(sub { sql(q{SELECT count(*) FROM pg_stat_activity
   WHERE application_name = 'squadstack-webhookd' AND wait_event_type = 'Lock'}) == 1 }),
 	'a webhook waits for the lock');
 my $t0 = time;
-my $status = stop_daemon();
+my $status = $webhookd->stop;
 $inflight->finish;
 $locker->finish;
 is($fout, '201', 'the request in flight at SIGTERM is answered 201');
 is($status, 0, 'then the receiver exits with status 0');
 cmp_ok(time - $t0, '<', 10, 'within the wait for the lock');
-like(slurp_file($log), qr/received SIGTERM, shutting down.*\n.*status=201.*\n.*stopped$/m,
+like(slurp_file($webhookd->log_file), qr/received SIGTERM, shutting down.*\n.*status=201.*\n.*stopped$/m,
 	'the log shows the shutdown, the last request and the stop');
 is(sql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'squadstack-webhookd'}),
 	0, 'its database connections are closed');
@@ -378,8 +300,9 @@ prefix = /hooks/squadstack/
 client_rate_limit = 1
 client_rate_burst = 3
 EOC
-start_daemon('--config' => $conf);
-like(slurp_file($log), qr/listening on 127\.0\.0\.1:$port .*path \/hooks\/squadstack\/\{campaign\}/,
+$webhookd->start('--config' => $conf);
+my $port = $webhookd->port;
+like(slurp_file($webhookd->log_file), qr/listening on 127\.0\.0\.1:$port .*path \/hooks\/squadstack\/\{campaign\}/,
 	'--listen wins over the file; the prefix comes from the file');
 my @codes = map { post("/hooks/squadstack/$campaign/$secret", payload("R$_")) } 1 .. 6;
 is_deeply([ @codes[ 0 .. 2 ] ], [ 201, 201, 201 ], 'the burst of 3 is served');
@@ -389,20 +312,20 @@ like($headers, qr/^Retry-After: \d+/mi, 'with Retry-After') if $code == 429;
 usleep(1_100_000);
 is(post("/hooks/squadstack/$campaign/$secret", payload('R8')), 201,
 	'a second later there is a token again');
-is(stop_daemon(), 0, 'stopped');
+is($webhookd->stop, 0, 'stopped');
 
-start_daemon('--dsn-file' => $dsn_file, '--client-rate-limit' => 0,
+$webhookd->start('--dsn-file' => $dsn_file, '--client-rate-limit' => 0,
 	'--rate-limit' => 1, '--rate-burst' => 2);
 @codes = map { post(hook_path(), payload("T$_")) } 1 .. 4;
 is_deeply([ @codes[ 0 .. 1 ] ], [ 201, 201 ], 'overall limit: the burst of 2 is served');
 ok((grep { $_ == 429 } @codes[ 2 .. 3 ]) >= 1, 'then 429 (' . join(' ', @codes) . ')');
-is(stop_daemon(), 0, 'stopped');
+is($webhookd->stop, 0, 'stopped');
 
 # ---------------------------------------------------------------------------
 # the logs
 # ---------------------------------------------------------------------------
 
-my $all_logs = join '', map { slurp_file("$dir/webhookd.$_.log") } 1 .. $n_logs;
+my $all_logs = $webhookd->logs;
 unlike($all_logs, qr/\Q$secret\E/, 'the secret never appears in the receiver\'s log');
 unlike($all_logs, qr/Objective Met|not JSON/, 'nor does any body');
 like($all_logs,
@@ -416,16 +339,3 @@ unlike(slurp_file($node->logfile), qr/\Q$secret\E/, 'nor in the server\'s log');
 
 $node->stop;
 done_testing();
-
-# poll $cond every 50 ms for up to 30 s
-sub wait_until
-{
-	my ($cond) = @_;
-	my $end = time() + 30;
-	while (time() < $end)
-	{
-		return 1 if $cond->();
-		usleep(50_000);
-	}
-	return 0;
-}

@@ -12,9 +12,6 @@
 use strict;
 use warnings;
 
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(time usleep);
-
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -40,85 +37,9 @@ SELECT squadstack_writeback('camp_loop', 'crm_leads', 'id=lead_id',
   'called_at=latest_called_at', 'on_missing=insert');
 });
 
-my $daemon_bin = $node->config_data('--bindir') . '/squadstack-webhookd';
-ok(-x $daemon_bin, 'squadstack-webhookd is installed')
-  or BAIL_OUT("$daemon_bin not found: run make install");
-
-my $dir = PostgreSQL::Test::Utils::tempdir('loop');
-my $dsn_file = "$dir/dsn";
-PostgreSQL::Test::Utils::append_to_file($dsn_file,
-	'host=' . $node->host . ' port=' . $node->port
-	  . " dbname=postgres user=webhook_app\n");
 my $port = PostgreSQL::Test::Cluster::get_free_port();
 my $hook = "http://127.0.0.1:$port/squadstack/webhook/{campaign}/$secret";
-
-# ---------------------------------------------------------------------------
-# the receiver, killed at exit whatever happens
-# ---------------------------------------------------------------------------
-
-my $daemon_pid;
-my $n_logs = 0;
-
-sub start_daemon
-{
-	my $log = "$dir/webhookd." . ++$n_logs . '.log';
-	my $pid = fork();
-	die "fork failed: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDOUT, '>>', $log) or POSIX::_exit(126);
-		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
-		exec($daemon_bin, '--listen' => "127.0.0.1:$port",
-			'--dsn-file' => $dsn_file)
-		  or POSIX::_exit(127);
-	}
-	$daemon_pid = $pid;
-	my $deadline = time() + 15;
-	until (-e $log
-		  && slurp_file($log) =~ /listening on.*\n.*(connected to|could not connect to) the database/)
-	{
-		if (waitpid($pid, WNOHANG) == $pid)
-		{
-			undef $daemon_pid;
-			die "squadstack-webhookd exited at start: " . slurp_file($log);
-		}
-		die "squadstack-webhookd did not start" if time() > $deadline;
-		usleep(20_000);
-	}
-	note "squadstack-webhookd (pid $pid) on 127.0.0.1:$port";
-	return;
-}
-
-sub stop_daemon
-{
-	my $pid = $daemon_pid;
-	return undef unless $pid;
-	undef $daemon_pid;
-	kill 'TERM', $pid;
-	my $deadline = time() + 15;
-	while (waitpid($pid, WNOHANG) != $pid)
-	{
-		if (time() > $deadline)
-		{
-			kill 'KILL', $pid;
-			waitpid($pid, 0);
-			return undef;
-		}
-		usleep(20_000);
-	}
-	return $?;
-}
-
-END
-{
-	my $rc = $?;
-	if ($daemon_pid)
-	{
-		kill 'KILL', $daemon_pid;
-		waitpid($daemon_pid, 0);
-	}
-	$? = $rc;
-}
+my $webhookd = SquadstackDouble::Webhookd->new($node, port => $port);
 
 sub sql
 {
@@ -145,7 +66,7 @@ sub summary
 	  map { "$_->{attempt}:" . ($_->{status} // $_->{error}) . ":$_->{result}" } @_;
 }
 
-start_daemon();
+$webhookd->start('--dsn-file' => $webhookd->dsn_file);
 $double->config(
 	{
 		webhook_url => $hook,
@@ -218,7 +139,7 @@ is( sql(qq{SELECT count(*) FROM squadstack.webhook_inbox
 queue_leads($node, $campaign, 'W', 6, 7);
 ok(wait_delivered($campaign, 'W6', 'W7'), 'two more leads delivered');
 
-is(stop_daemon(), 0, 'the receiver is stopped');
+is($webhookd->stop, 0, 'the receiver is stopped');
 $double->process(campaign => $campaign, lead_ids => ['W6'],
 	outcome => 'Callback');
 ok( wait_for(
@@ -228,7 +149,7 @@ ok( wait_for(
 		},
 		30),
 	'the webhook finds no receiver');
-start_daemon();
+$webhookd->start('--dsn-file' => $webhookd->dsn_file);
 ok($double->wait_webhooks(60), 'the receiver is back: the double sends it');
 my @w6 = $double->webhooks(lead_id => 'W6');
 like(summary(@w6), qr/^(?:\d+:connection refused:retrying )+\d+:201:delivered$/,
@@ -308,8 +229,8 @@ is( scalar(grep { $_->{result} ne 'delivered' && $_->{result} ne 'retrying' }
 # the secret stays out of the logs
 # ---------------------------------------------------------------------------
 
-is(stop_daemon(), 0, 'the receiver stops');
-my $all_logs = join '', map { slurp_file("$dir/webhookd.$_.log") } 1 .. $n_logs;
+is($webhookd->stop, 0, 'the receiver stops');
+my $all_logs = $webhookd->logs;
 unlike($all_logs, qr/\Q$secret\E/, 'the secret is not in the receiver\'s log');
 unlike($double->ctl('webhooks') . $double->ctl('get-config'),
 	qr/\Q$secret\E/, 'nor in the double\'s webhook record or config');

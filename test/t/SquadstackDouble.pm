@@ -96,14 +96,7 @@ sub start
 		@{ $self->{args} });
 	my $tls = grep { $_ eq '--tls-cert' } @{ $self->{args} };
 	push @cmd, '--tls-port-file' => "$self->{dir}/tls_port" if $tls;
-	my $pid = fork();
-	croak "fork failed: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDOUT, '>>', "$self->{dir}/double.out");
-		open(STDERR, '>&', \*STDOUT);
-		exec(@cmd) or POSIX::_exit(127);
-	}
+	my $pid = spawn(\@cmd, "$self->{dir}/double.out");
 	$self->{pid} = $pid;
 
 	my $deadline = time() + 15;
@@ -138,19 +131,45 @@ sub stop
 	my $pid = delete $self->{pid};
 
 	return unless $pid;
+	terminate($pid, 5);
+	return;
+}
+
+# Run @$cmd in the background, its output appended to $out; returns its pid.
+sub spawn
+{
+	my ($cmd, $out) = @_;
+	my $pid = fork();
+
+	croak "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDOUT, '>>', $out) or POSIX::_exit(126);
+		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
+		exec(@$cmd) or POSIX::_exit(127);
+	}
+	return $pid;
+}
+
+# SIGTERM to $pid, SIGKILL if it has not exited after $timeout seconds;
+# returns its exit status, or undef if it had to be killed.
+sub terminate
+{
+	my ($pid, $timeout) = @_;
+	my $deadline = time() + $timeout;
+
 	kill 'TERM', $pid;
-	my $deadline = time() + 5;
 	while (waitpid($pid, WNOHANG) != $pid)
 	{
 		if (time() > $deadline)
 		{
 			kill 'KILL', $pid;
 			waitpid($pid, 0);
-			last;
+			return undef;
 		}
 		usleep(20_000);
 	}
-	return;
+	return $?;
 }
 
 # Stop and start again on the same port (the request log goes on; the
@@ -327,12 +346,120 @@ sub new_node
 	return $node;
 }
 
+=pod
+
+SquadstackDouble::Webhookd->new($node, %params): the webhook receiver
+squadstack-webhookd installed next to $node's binaries (a test that it is
+there; without it the test bails out), and a file with the connection
+string for $node as the role user (default webhook_app): dsn_file.  With
+port, it listens on that port at every start; without, on a free one
+chosen at each start.
+
+$receiver->start(@args) starts it on 127.0.0.1 with the options @args after
+--listen (which wins over a configuration file's), each start with a log
+file of its own, and waits until it has tried the database once.
+$receiver->stop sends SIGTERM and returns its exit status, or undef if it
+had to be killed.  port is where it listens, log_file its current log
+file, and logs the text of all its logs.  A receiver still running when
+the test ends, also when it dies, is killed.
+
+=cut
+
+my @receivers;    # receivers to kill at exit
+
 END
 {
 	my $rc = $?;
 	$_->stop for @running;
+	for my $r (@receivers)
+	{
+		my $pid = delete $r->{pid} or next;
+		kill 'KILL', $pid;
+		waitpid($pid, 0);
+	}
 	$? = $rc;
 }
+
+package SquadstackDouble::Webhookd;
+
+use Carp;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(time usleep);
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+sub new
+{
+	my ($class, $node, %params) = @_;
+	my $bindir = $node->config_data('--bindir');
+	my $self = bless {
+		bin => "$bindir/squadstack-webhookd",
+		fixed_port => $params{port},
+		dir => PostgreSQL::Test::Utils::tempdir('webhookd'),
+		nlogs => 0,
+	}, $class;
+
+	ok(-x $self->{bin}, "squadstack-webhookd is installed in $bindir")
+	  or BAIL_OUT("$self->{bin} not found: run make install");
+	$self->{dsn_file} = "$self->{dir}/dsn";
+	PostgreSQL::Test::Utils::append_to_file($self->{dsn_file},
+		'host=' . $node->host . ' port=' . $node->port
+		  . ' dbname=postgres user=' . ($params{user} // 'webhook_app') . "\n");
+	push @receivers, $self;
+	return $self;
+}
+
+sub start
+{
+	my ($self, @args) = @_;
+
+	croak "squadstack-webhookd is already running" if $self->{pid};
+	$self->{port} = $self->{fixed_port}
+	  // PostgreSQL::Test::Cluster::get_free_port();
+	my $log = $self->{log} = "$self->{dir}/webhookd." . ++$self->{nlogs} . '.log';
+	my $pid = SquadstackDouble::spawn(
+		[ $self->{bin}, '--listen' => "127.0.0.1:$self->{port}", @args ], $log);
+	$self->{pid} = $pid;
+	my $deadline = time() + 15;
+	# it tries the database once at start
+	until (-e $log
+		  && slurp_file($log) =~ /listening on.*\n.*(connected to|could not connect to) the database/)
+	{
+		if (waitpid($pid, WNOHANG) == $pid)
+		{
+			delete $self->{pid};
+			croak "squadstack-webhookd exited at start: " . slurp_file($log);
+		}
+		croak "squadstack-webhookd did not start" if time() > $deadline;
+		usleep(20_000);
+	}
+	note "squadstack-webhookd (pid $pid) on 127.0.0.1:$self->{port}";
+	return;
+}
+
+sub stop
+{
+	my ($self) = @_;
+	my $pid = delete $self->{pid};
+
+	return undef unless $pid;
+	return SquadstackDouble::terminate($pid, 15);
+}
+
+sub port { return $_[0]->{port}; }
+sub dsn_file { return $_[0]->{dsn_file}; }
+sub log_file { return $_[0]->{log}; }
+
+sub logs
+{
+	my ($self) = @_;
+	return join '',
+	  map { slurp_file("$self->{dir}/webhookd.$_.log") } 1 .. $self->{nlogs};
+}
+
+package SquadstackDouble;
 
 # ---------------------------------------------------------------------------
 # Helpers (exported)
