@@ -18,6 +18,7 @@ OBJS = \
 	src/flush.o \
 	src/grants.o \
 	src/guc.o \
+	src/guc_check.o \
 	src/http.o \
 	src/intake.o \
 	src/job.o \

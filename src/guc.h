@@ -10,7 +10,7 @@
 
 #include "http.h"
 #include "squadstack.h"
-#include "token_file.h"
+#include "guc_check.h"
 
 /* the settings (guc.c) */
 extern char *squadstack_api_url;
@@ -45,10 +45,5 @@ extern char *squadstack_token_file;
 
 extern void squadstack_define_gucs(void);
 extern void squadstack_config_to_session(const SquadstackConfig *cfg);
-
-/* the token squadstack.token_file names for campaign ("*": default), or NULL */
-extern const char *squadstack_file_token(const char *campaign);
-/* the i-th business squadstack.token_file names, with its token; NULL after the last */
-extern const char *squadstack_file_business(int i, const char **token);
 
 #endif							/* SQUADSTACK_GUC_H */

@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc_check.h
+ *		The check and assign hooks of the settings (guc_check.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SQUADSTACK_GUC_CHECK_H
+#define SQUADSTACK_GUC_CHECK_H
+
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "squadstack.h"
+#include "token_file.h"
+
+extern bool squadstack_check_api_url(char **newval, void **extra, GucSource source);
+extern bool squadstack_check_token(char **newval, void **extra, GucSource source);
+extern bool squadstack_check_webhook_secret(char **newval, void **extra, GucSource source);
+extern bool squadstack_check_token_file(char **newval, void **extra, GucSource source);
+extern void squadstack_assign_token_file(const char *newval, void *extra);
+extern bool squadstack_check_http_proxy(char **newval, void **extra, GucSource source);
+extern bool squadstack_check_no_proxy(char **newval, void **extra, GucSource source);
+extern bool squadstack_check_ca_file(char **newval, void **extra, GucSource source);
+extern bool squadstack_check_webhook_timezone(char **newval, void **extra, GucSource source);
+extern bool squadstack_check_duplicate_pattern(char **newval, void **extra, GucSource source);
+
+/* the token squadstack.token_file names for campaign ("*": default), or NULL */
+extern const char *squadstack_file_token(const char *campaign);
+/* the i-th business squadstack.token_file names, with its token; NULL after the last */
+extern const char *squadstack_file_business(int i, const char **token);
+
+#endif							/* SQUADSTACK_GUC_CHECK_H */
