@@ -224,6 +224,30 @@ SELECT squadstack_revoke_campaign('camp_g9', 'sq_other') AS revoked;
 SELECT count(*) AS grants_of_dropped_roles FROM squadstack.campaign_grants g
 WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = g.role_id::oid);
 
+-- write-backs and re-applying, for roles given EXECUTE on them: the
+-- campaign must be theirs too (a table owner cannot take in another
+-- campaign's outcomes)
+GRANT EXECUTE ON FUNCTION squadstack_writeback(text, regclass, text[]),
+  squadstack_drop_writeback(text, regclass), squadstack_reapply(text),
+  squadstack_reapply(bigint) TO sq_other, sq_granted;
+CREATE TABLE wb_other (id text PRIMARY KEY, outcome text);
+ALTER TABLE wb_other OWNER TO sq_other;
+UPDATE squadstack.webhook_inbox SET status = 'apply_failed', error = 'a test'
+WHERE campaign_id = 'camp_g1' AND lead_id = 'O1' RETURNING id AS failed_id \gset
+SET ROLE sq_other;
+SELECT squadstack_writeback('camp_g1', 'wb_other', 'id=lead_id', 'outcome=lead_outcome');
+SELECT squadstack_writeback('camp_g2', 'wb_other', 'id=lead_id', 'outcome=lead_outcome');
+SELECT squadstack_drop_writeback('camp_g1', 'wb_g1');
+SELECT squadstack_reapply('camp_g1');
+SELECT squadstack_reapply(:failed_id::bigint);
+SELECT squadstack_reapply('camp_g2') AS reapplied;
+RESET ROLE;
+SELECT campaign_id, target FROM squadstack_writebacks ORDER BY 1, 2;
+SET ROLE sq_granted;
+SELECT squadstack_reapply(:failed_id::bigint) AS reapplied;
+RESET ROLE;
+SELECT status FROM squadstack.webhook_inbox WHERE id = :failed_id;
+
 -- revoking: the role loses the campaign at once
 SELECT squadstack_revoke_campaign('camp_g1', 'sq_granted') AS revoked;
 SELECT squadstack_revoke_campaign('camp_g1', 'sq_granted') AS revoked_again;
@@ -235,7 +259,7 @@ SELECT squadstack_grant_campaign('*', 'sq_legacy');
 SELECT campaign_id, role, expires_at FROM squadstack_campaign_grants WHERE role = 'sq_legacy'::regrole;
 
 -- clean up
-DROP TABLE crm_g, wb_g1, wb_g2;
+DROP TABLE crm_g, wb_g1, wb_g2, wb_other;
 TRUNCATE squadstack.outbox, squadstack.intake, squadstack.api_calls, squadstack.token_state,
   squadstack.tokens, squadstack.leads, squadstack.campaign_grants, squadstack.writebacks,
   squadstack.webhook_inbox, squadstack.lead_outcomes;

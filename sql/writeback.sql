@@ -7,6 +7,8 @@ CREATE ROLE sqs_wb_other;
 GRANT USAGE, CREATE ON SCHEMA public TO sqs_wb_owner;
 GRANT EXECUTE ON FUNCTION squadstack_writeback(text, regclass, text[]),
   squadstack_drop_writeback(text, regclass) TO sqs_wb_owner, sqs_wb_other;
+-- defining a write-back needs the campaign, as queueing does
+SELECT squadstack_grant_campaign('camp_w', r) FROM unnest(ARRAY['sqs_wb_owner', 'sqs_wb_other']::regrole[]) r;
 
 SET ROLE sqs_wb_owner;
 CREATE TABLE crm_people (
@@ -119,5 +121,6 @@ DROP TABLE crm_people;
 REVOKE ALL ON SCHEMA public FROM sqs_wb_owner;
 REVOKE ALL ON FUNCTION squadstack_writeback(text, regclass, text[]),
   squadstack_drop_writeback(text, regclass) FROM sqs_wb_owner, sqs_wb_other;
+SELECT squadstack_revoke_campaign('camp_w', r) AS revoked FROM unnest(ARRAY['sqs_wb_owner', 'sqs_wb_other']::regrole[]) r;
 DROP ROLE sqs_wb_owner;
 DROP ROLE sqs_wb_other;

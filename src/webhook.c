@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 
 #include "erase.h"
+#include "grants.h"
 #include "lead.h"
 #include "registry.h"
 #include "spi_util.h"
@@ -417,14 +418,30 @@ squadstack_reapply(PG_FUNCTION_ARGS)
 	arg = PG_GETARG_DATUM(0);
 	SPI_connect();
 	if (argtype == INT8OID)
-		squadstack_exec("SELECT id, payload FROM squadstack.webhook_inbox"
+	{
+		squadstack_exec("SELECT id, payload, campaign_id FROM squadstack.webhook_inbox"
 				 " WHERE id = $1 AND status = 'apply_failed' FOR UPDATE",
 				 1, &argtype, &arg, NULL, SPI_OK_SELECT);
+		/* a row of no known campaign is for superusers only */
+		if (SPI_processed == 1)
+		{
+			char	   *campaign = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+
+			if (campaign == NULL && squadstack_restricted_role(squadstack_calling_role()) != InvalidOid)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied for inbox row %lld of no campaign",
+								(long long) DatumGetInt64(arg))));
+			if (campaign != NULL)
+				squadstack_require_campaign(campaign, squadstack_calling_role());
+		}
+	}
 	else
 	{
 		char	   *campaign = TextDatumGetCString(arg);
 
 		squadstack_check_campaign(campaign);
+		squadstack_require_campaign(campaign, squadstack_calling_role());
 		argtype = TEXTOID;
 		squadstack_exec("SELECT id, payload FROM squadstack.webhook_inbox"
 				 " WHERE campaign_id = $1 AND status = 'apply_failed'"

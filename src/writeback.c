@@ -39,6 +39,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "grants.h"
 #include "lead.h"
 #include "spi_util.h"
 #include "writeback.h"
@@ -153,6 +154,21 @@ squadstack_writeback_apply(const SquadstackOutcome *o)
 }
 
 /*
+ * ERROR unless the calling role may use campaign.  The functions run as
+ * their caller; the grants are read as the extension's owner.
+ */
+static void
+require_campaign(const char *campaign, FunctionCallInfo fcinfo)
+{
+	Oid			role = squadstack_calling_role();
+	SquadstackRunAs ctx;
+
+	squadstack_run_as(squadstack_function_owner(fcinfo->flinfo->fn_oid), "pg_catalog, pg_temp", &ctx);
+	squadstack_require_campaign(campaign, role);
+	squadstack_end_run_as(&ctx);
+}
+
+/*
  * squadstack_writeback(campaign, target, VARIADIC mapping): define (or
  * replace) the write-back of a campaign's outcomes into target.  The
  * caller must own target.  Runs as the caller, and stores the definition
@@ -179,6 +195,7 @@ squadstack_writeback(PG_FUNCTION_ARGS)
 				 errmsg("campaign, target and mapping must not be null")));
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	squadstack_check_campaign(campaign);
+	require_campaign(campaign, fcinfo);
 	relid = PG_GETARG_OID(1);
 	mapping = PG_GETARG_ARRAYTYPE_P(2);
 	deconstruct_array_builtin(mapping, TEXTOID, &items, &item_nulls, &nitems);
@@ -231,6 +248,7 @@ squadstack_drop_writeback(PG_FUNCTION_ARGS)
 				 errmsg("campaign and target must not be null")));
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	squadstack_check_campaign(campaign);
+	require_campaign(campaign, fcinfo);
 	relid = PG_GETARG_OID(1);
 	check_table(relid, GetUserId());
 
