@@ -19,7 +19,6 @@
 #include "lead.h"
 #include "shmem.h"
 #include "token.h"
-#include "token_file.h"
 #include "webhook_secret.h"
 
 PG_FUNCTION_INFO_V1(squadstack_set_token);
@@ -27,22 +26,6 @@ PG_FUNCTION_INFO_V1(squadstack_set_webhook_secret);
 PG_FUNCTION_INFO_V1(squadstack_grant_campaign);
 PG_FUNCTION_INFO_V1(squadstack_revoke_campaign);
 
-
-/* the campaign argument: a campaign id or "*" for every campaign */
-static char *
-campaign_or_all_arg(FunctionCallInfo fcinfo)
-{
-	char	   *campaign;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("campaign must not be null")));
-	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (strcmp(campaign, SQUADSTACK_ALL_CAMPAIGNS) != 0)
-		squadstack_check_campaign(campaign);
-	return campaign;
-}
 
 /*
  * squadstack_set_token(campaign, token, business): set or remove (NULL)
@@ -53,7 +36,7 @@ campaign_or_all_arg(FunctionCallInfo fcinfo)
 Datum
 squadstack_set_token(PG_FUNCTION_ARGS)
 {
-	char	   *campaign = campaign_or_all_arg(fcinfo);
+	char	   *campaign = squadstack_campaign_arg(fcinfo, 0, true);
 
 	SPI_connect();
 	squadstack_token_set(campaign,
@@ -74,7 +57,7 @@ squadstack_set_token(PG_FUNCTION_ARGS)
 Datum
 squadstack_set_webhook_secret(PG_FUNCTION_ARGS)
 {
-	char	   *campaign = campaign_or_all_arg(fcinfo);
+	char	   *campaign = squadstack_campaign_arg(fcinfo, 0, true);
 
 	SPI_connect();
 	squadstack_webhook_secret_set(campaign,
@@ -101,7 +84,7 @@ role_arg(FunctionCallInfo fcinfo)
 Datum
 squadstack_grant_campaign(PG_FUNCTION_ARGS)
 {
-	char	   *campaign = campaign_or_all_arg(fcinfo);
+	char	   *campaign = squadstack_campaign_arg(fcinfo, 0, true);
 
 	squadstack_grant_campaign_to(campaign, role_arg(fcinfo));
 	PG_RETURN_VOID();
@@ -111,7 +94,7 @@ squadstack_grant_campaign(PG_FUNCTION_ARGS)
 Datum
 squadstack_revoke_campaign(PG_FUNCTION_ARGS)
 {
-	char	   *campaign = campaign_or_all_arg(fcinfo);
+	char	   *campaign = squadstack_campaign_arg(fcinfo, 0, true);
 
 	PG_RETURN_BOOL(squadstack_revoke_campaign_from(campaign, role_arg(fcinfo)));
 }

@@ -54,11 +54,8 @@ check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
 static char *
 campaign_arg(FunctionCallInfo fcinfo)
 {
-	char	   *campaign;
+	char	   *campaign = squadstack_campaign_arg(fcinfo, 0, false);
 
-	check_not_null(fcinfo, 0, "campaign");
-	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	squadstack_check_campaign(campaign);
 	squadstack_require_campaign(campaign, squadstack_calling_role());
 	return campaign;
 }

@@ -50,12 +50,7 @@ squadstack_sync_responses(PG_FUNCTION_ARGS)
 	SquadstackJob		job;
 	char	   *campaign;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("campaign must not be null")));
-	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	squadstack_check_campaign(campaign);
+	campaign = squadstack_campaign_arg(fcinfo, 0, false);
 	squadstack_require_campaign(campaign, squadstack_calling_role());
 
 	memset(&job, 0, sizeof(job));

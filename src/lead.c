@@ -55,6 +55,21 @@ squadstack_check_campaign(const char *campaign)
 						   SQUADSTACK_MAX_CAMPAIGN_LEN)));
 }
 
+char *
+squadstack_campaign_arg(FunctionCallInfo fcinfo, int argno, bool allow_all)
+{
+	char	   *campaign;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("campaign must not be null")));
+	campaign = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (!allow_all || strcmp(campaign, "*") != 0)
+		squadstack_check_campaign(campaign);
+	return campaign;
+}
+
 /*
  * The text form of a lead_id given as a JSON string or integer; ERROR for
  * anything else.  context names the lead for messages ("lead at position 3").

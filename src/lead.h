@@ -8,10 +8,14 @@
 #ifndef SQUADSTACK_LEAD_H
 #define SQUADSTACK_LEAD_H
 
+#include "fmgr.h"
+
 #include "lead_field.h"
 #include "squadstack.h"
 
 extern void squadstack_check_campaign(const char *campaign);
+/* a SQL function's campaign argument, checked ("*" too if allow_all) */
+extern char *squadstack_campaign_arg(FunctionCallInfo fcinfo, int argno, bool allow_all);
 extern char *squadstack_lead_id_from_jsonb(JsonbValue *v, const char *context);
 
 /* one lead, validated into its operation (id and payload) */
