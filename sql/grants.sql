@@ -236,7 +236,7 @@ UPDATE squadstack.webhook_inbox SET status = 'apply_failed', error = 'a test'
 WHERE campaign_id = 'camp_g1' AND lead_id = 'O1' RETURNING id AS failed_id \gset
 SET ROLE sq_other;
 SELECT squadstack_writeback('camp_g1', 'wb_other', 'id=lead_id', 'outcome=lead_outcome');
-SELECT squadstack_writeback('camp_g2', 'wb_other', 'id=lead_id', 'outcome=lead_outcome');
+SELECT squadstack_writeback('camp_g2', 'wb_other', 'id=lead_id', 'outcome=lead_outcome', 'on_missing=insert');
 SELECT squadstack_drop_writeback('camp_g1', 'wb_g1');
 SELECT squadstack_reapply('camp_g1');
 SELECT squadstack_reapply(:failed_id::bigint);
@@ -247,6 +247,26 @@ SET ROLE sq_granted;
 SELECT squadstack_reapply(:failed_id::bigint) AS reapplied;
 RESET ROLE;
 SELECT status FROM squadstack.webhook_inbox WHERE id = :failed_id;
+-- nor through a SECURITY DEFINER function of its own that a role granted
+-- the campaign calls: the table's owner is checked too
+GRANT CREATE ON SCHEMA public TO sq_other;
+SET ROLE sq_other;
+CREATE FUNCTION public.wb_trap() RETURNS void LANGUAGE sql SECURITY DEFINER
+AS $$ SELECT squadstack_writeback('camp_g1', 'wb_other', 'id=lead_id', 'outcome=lead_outcome') $$;
+RESET ROLE;
+SET ROLE sq_granted;
+SELECT public.wb_trap();
+RESET ROLE;
+DROP FUNCTION public.wb_trap();
+REVOKE CREATE ON SCHEMA public FROM sq_other;
+-- a write-back applies only while its table's owner may use the campaign;
+-- one that may not is skipped, and the outcome still applies
+SELECT squadstack_receive_webhook('{"campaign_id": "camp_g2", "lead_id": "W1", "processed_at": "2024-01-03T10:00:00Z", "lead_outcome": "Connected"}') AS status;
+SELECT squadstack_revoke_campaign('camp_g2', 'sq_other') AS revoked;
+SELECT squadstack_receive_webhook('{"campaign_id": "camp_g2", "lead_id": "W2", "processed_at": "2024-01-03T10:00:00Z", "lead_outcome": "Connected"}') AS status;
+SELECT id, outcome FROM wb_other ORDER BY id;
+SELECT lead_id, status FROM squadstack.webhook_inbox WHERE lead_id IN ('W1', 'W2') ORDER BY lead_id;
+SELECT squadstack_grant_campaign('camp_g2', 'sq_other');
 
 -- revoking: the role loses the campaign at once
 SELECT squadstack_revoke_campaign('camp_g1', 'sq_granted') AS revoked;

@@ -86,27 +86,39 @@ SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION squadstack_set_token(text, text, text) FROM PUBLIC;
 
 /*
- * The rate budgets: which campaigns' tokens share one, and how much of it
- * the current window has used.  Digests only, never a token.
+ * The rate budgets: those of the tokens in squadstack.tokens and those
+ * calls of the current window counted in; their tokens (digests only,
+ * never a token), campaigns, calls of the current window, and a pause of
+ * the business after a 429.
  */
 CREATE VIEW squadstack.budgets AS
-	WITH b AS (
-		SELECT t.campaign_id, t.token_id, t.business,
-			CASE WHEN t.business IS NULL THEN 'token:' || t.token_id
-				 ELSE 'business:' || t.business END AS budget
-		FROM squadstack.tokens t)
-	SELECT b.budget, b.business,
-		pg_catalog.array_agg(DISTINCT b.token_id ORDER BY b.token_id) AS token_ids,
-		pg_catalog.array_agg(b.campaign_id ORDER BY b.campaign_id) AS campaigns,
-		(SELECT pg_catalog.count(*) FROM squadstack.api_calls c
-		 WHERE c.budget = b.budget
-		   AND c.started_at > pg_catalog.clock_timestamp()
-				- pg_catalog.current_setting('squadstack.rate_window')::interval) AS calls_in_window,
-		pg_catalog.current_setting('squadstack.rate_limit')::integer AS rate_limit
-	FROM b
-	GROUP BY b.budget, b.business;
+	WITH settings AS (
+		SELECT coalesce(pg_catalog.current_setting('squadstack.rate_window', true), '60s')::interval AS w,
+			   coalesce(pg_catalog.current_setting('squadstack.rate_limit', true), '100')::integer AS l),
+	t AS (
+		SELECT campaign_id, token_id,
+			CASE WHEN business IS NULL THEN 'token:' || token_id
+				 ELSE 'business:' || business END AS budget
+		FROM squadstack.tokens),
+	c AS (
+		SELECT a.budget, a.token_id, a.campaign_id
+		FROM squadstack.api_calls a, settings
+		WHERE a.started_at > pg_catalog.clock_timestamp() - settings.w),
+	names AS (
+		SELECT budget FROM t UNION SELECT budget FROM c)
+	SELECT n.budget,
+		CASE WHEN n.budget LIKE 'business:%' THEN pg_catalog.substr(n.budget, 10) END AS business,
+		ARRAY(SELECT token_id FROM t WHERE t.budget = n.budget
+			  UNION SELECT token_id FROM c WHERE c.budget = n.budget ORDER BY 1) AS token_ids,
+		ARRAY(SELECT campaign_id FROM t WHERE t.budget = n.budget
+			  UNION SELECT campaign_id FROM c WHERE c.budget = n.budget ORDER BY 1) AS campaigns,
+		(SELECT pg_catalog.count(*) FROM c WHERE c.budget = n.budget) AS calls_in_window,
+		settings.l AS rate_limit,
+		(SELECT s.paused_until FROM squadstack.token_state s
+		 WHERE s.token_id = n.budget AND s.paused_until > pg_catalog.now()) AS paused_until
+	FROM names n, settings;
 COMMENT ON VIEW squadstack.budgets IS
-	'Rate budgets: the tokens and campaigns of each business, and the calls of the current window';
+	'Rate budgets: the tokens and campaigns of each business, the calls of the current window, a pause after a 429';
 REVOKE ALL ON squadstack.budget_state, squadstack.budgets FROM PUBLIC;
 
 /*

@@ -20,6 +20,8 @@
 
 /* what squadstack.token_file held when it was last read (the GUC's extra) */
 static SquadstackTokenFile *file_tokens = NULL;
+/* changes whenever file_tokens does */
+static uint64 file_generation = 0;
 
 /*
  * The token goes wherever api_url points, so only http and https URLs of a
@@ -122,6 +124,13 @@ void
 squadstack_assign_token_file(const char *newval, void *extra)
 {
 	file_tokens = (SquadstackTokenFile *) extra;
+	file_generation++;
+}
+
+uint64
+squadstack_file_generation(void)
+{
+	return file_generation;
 }
 
 const char *

@@ -28,7 +28,12 @@ extern bool squadstack_check_duplicate_pattern(char **newval, void **extra, GucS
 
 /* the token squadstack.token_file names for campaign ("*": default), or NULL */
 extern const char *squadstack_file_token(const char *campaign);
-/* the i-th business squadstack.token_file names, with its token; NULL after the last */
+/*
+ * The business the i-th entry of squadstack.token_file gives its token (""
+ * if none), with its token; NULL after the last.  What this reads changes
+ * when squadstack_file_generation() does.
+ */
 extern const char *squadstack_file_business(int i, const char **token);
+extern uint64 squadstack_file_generation(void);
 
 #endif							/* SQUADSTACK_GUC_CHECK_H */

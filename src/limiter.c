@@ -27,12 +27,15 @@
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "storage/proc.h"
 #include "utils/timestamp.h"
 
 #include "backoff.h"
 #include "limiter.h"
+#include "compat.h"
 #include "spi_util.h"
 #include "token.h"
+#include "token_file.h"
 
 const char *
 squadstack_admission_wait_text(SquadstackAdmission result)
@@ -51,9 +54,35 @@ squadstack_admission_wait_text(SquadstackAdmission result)
 	return "work";
 }
 
+/* the longest budget name: "business:" and a business name */
+#define BUDGET_MAX (SQUADSTACK_BUSINESS_MAX + 16)
+
+/* the budget found for a token in this transaction, for the call's row */
+static LocalTransactionId budget_lxid = InvalidLocalTransactionId;
+static char budget_token_id[BUDGET_MAX];
+static char budget_name[BUDGET_MAX];
+
 /*
- * Lock the token's state row and say whether a call may start now; if
- * not, admit says why and until when.
+ * The budget a token's calls count in (token.c), found once a transaction:
+ * the call admitted is logged in the budget whose lock admitted it, even if
+ * a token's business changes in between.
+ */
+static const char *
+budget_of(const char *token_id)
+{
+	if (budget_lxid != squadstack_my_lxid() || strcmp(budget_token_id, token_id) != 0)
+	{
+		strlcpy(budget_name, squadstack_token_budget(token_id), sizeof(budget_name));
+		strlcpy(budget_token_id, token_id, sizeof(budget_token_id));
+		budget_lxid = squadstack_my_lxid();
+	}
+	return budget_name;
+}
+
+/*
+ * Lock the token's budget and say whether a call may start now; if not,
+ * admit says why and until when.  A token is paused by its own pause, or
+ * by a 429 answered to any token of its business.
  */
 SquadstackAdmission
 squadstack_admit_call(const SquadstackConfig *cfg, const char *token_id, SquadstackAdmit *admit)
@@ -63,15 +92,18 @@ squadstack_admit_call(const SquadstackConfig *cfg, const char *token_id, Squadst
 	bool		isnull;
 	TimestampTz now = GetCurrentTimestamp();
 	int64		window_ms = squadstack_window_with_margin_ms(cfg->rate_window_ms);
+	Datum		budget = CStringGetTextDatum(budget_of(token_id));
+	Oid			pause_types[2] = {TEXTOID, TEXTOID};
 
 	memset(admit, 0, sizeof(*admit));
 	args[0] = CStringGetTextDatum(token_id);
 	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.token_state (token_id) VALUES ($1) "
 			 "ON CONFLICT DO NOTHING",
 			 1, argtypes, args, NULL, SPI_OK_INSERT);
+	args[1] = budget;
 	SQUADSTACK_EXEC_KEPT("SELECT paused_until FROM squadstack.token_state "
-			 "WHERE token_id = $1",
-			 1, argtypes, args, NULL, SPI_OK_SELECT);
+			 "WHERE token_id IN ($1, $2) ORDER BY paused_until DESC NULLS LAST LIMIT 1",
+			 2, pause_types, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -90,7 +122,7 @@ squadstack_admit_call(const SquadstackConfig *cfg, const char *token_id, Squadst
 	}
 
 	/* one admission at a time per budget, until this transaction ends */
-	args[0] = CStringGetTextDatum(squadstack_token_budget(token_id));
+	args[0] = budget;
 	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.budget_state (budget) VALUES ($1) "
 			 "ON CONFLICT DO NOTHING",
 			 1, argtypes, args, NULL, SPI_OK_INSERT);
@@ -137,7 +169,7 @@ squadstack_log_call_start(const char *token_id, const char *campaign, const char
 	args[2] = CStringGetTextDatum(op);
 	args[3] = CStringGetTextDatum(method);
 	args[4] = Int32GetDatum(n_leads);
-	args[5] = CStringGetTextDatum(squadstack_token_budget(token_id));
+	args[5] = CStringGetTextDatum(budget_of(token_id));
 	SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.api_calls "
 			 "(token_id, campaign_id, op, method, n_leads, started_at, sender_pid, budget) "
 			 "VALUES ($1, $2, $3, $4, $5, clock_timestamp(), pg_backend_pid(), $6) RETURNING id",
@@ -230,6 +262,22 @@ pause_token(const SquadstackConfig *cfg, const char *token_id, const SquadstackH
 			 " pause_reason = $3, pause_count = pause_count + 1, updated_at = now() "
 			 "WHERE token_id = $1",
 			 3, argtypes, args, nulls, SPI_OK_UPDATE);
+
+	/*
+	 * SquadStack counts its limit per business: a 429 pauses every token of
+	 * the business, through a row of the business in token_state.
+	 */
+	if (res->status == 429 && strncmp(budget_of(token_id), "business:", 9) == 0)
+	{
+		args[0] = CStringGetTextDatum(budget_of(token_id));
+		SQUADSTACK_EXEC_KEPT("INSERT INTO squadstack.token_state AS s"
+				 " (token_id, paused_until, pause_reason, pause_count)"
+				 " VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond', $3, 1)"
+				 " ON CONFLICT (token_id) DO UPDATE SET"
+				 "  paused_until = greatest(s.paused_until, excluded.paused_until),"
+				 "  pause_reason = excluded.pause_reason, updated_at = now()",
+				 3, argtypes, args, nulls, SPI_OK_INSERT);
+	}
 }
 
 /*

@@ -82,9 +82,11 @@ squadstack_campaign_token(const char *campaign, const SquadstackConfig *cfg)
 
 /*
  * Set (token not NULL) or remove the access token of campaign ("*": the
- * default token).  business (NULL: none) groups tokens into one rate
- * budget; it belongs to the token, so it is set on every campaign's row
- * of the same token.  Inside SPI.
+ * default token).  business groups tokens into one rate budget; it belongs
+ * to the token, so it is set on every campaign's row of the same token.
+ * Without one, a token another campaign's row puts in a business stays in
+ * it (a two-argument call never takes a token out of its business), and a
+ * token never given one is a business of its own.  Inside SPI.
  */
 void
 squadstack_token_set(const char *campaign, char *token, const char *business)
@@ -130,10 +132,65 @@ squadstack_token_set(const char *campaign, char *token, const char *business)
 					"DO UPDATE SET token = excluded.token, token_id = excluded.token_id,"
 					" business = excluded.business, updated_at = now()",
 					4, argtypes, args, nulls, SPI_OK_INSERT);
-	squadstack_exec("UPDATE squadstack.tokens SET business = $4, updated_at = now()"
-					" WHERE token_id = $3 AND campaign_id <> $1"
-					" AND business IS DISTINCT FROM $4",
-					4, argtypes, args, nulls, SPI_OK_UPDATE);
+	if (business != NULL)
+		squadstack_exec("UPDATE squadstack.tokens SET business = $4, updated_at = now()"
+						" WHERE token_id = $3 AND campaign_id <> $1"
+						" AND business IS DISTINCT FROM $4",
+						4, argtypes, args, nulls, SPI_OK_UPDATE);
+}
+
+/* the businesses squadstack.token_file gives tokens, by digest */
+typedef struct FileBusiness
+{
+	char		token_id[TOKEN_ID_HEX + 1];
+	char	   *business;
+} FileBusiness;
+
+static FileBusiness *file_businesses = NULL;
+static int	n_file_businesses = 0;
+static uint64 file_businesses_generation = 0;
+
+/*
+ * The digests of the file's tokens that have a business, made once each
+ * time the file is read (inside a transaction: digests may need one).
+ */
+static void
+load_file_businesses(void)
+{
+	const char *business;
+	const char *token;
+	int			i;
+	int			n = 0;
+	MemoryContext old;
+
+	if (file_businesses_generation == squadstack_file_generation())
+		return;
+	for (i = 0; i < n_file_businesses; i++)
+		pfree(file_businesses[i].business);
+	if (file_businesses != NULL)
+		pfree(file_businesses);
+	file_businesses = NULL;
+	n_file_businesses = 0;
+
+	for (i = 0; squadstack_file_business(i, &token) != NULL; i++)
+		n++;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (n > 0)
+		file_businesses = palloc(n * sizeof(FileBusiness));
+	for (i = 0; (business = squadstack_file_business(i, &token)) != NULL; i++)
+	{
+		char	   *id;
+
+		if (business[0] == '\0')
+			continue;
+		id = squadstack_token_id(token);
+		strlcpy(file_businesses[n_file_businesses].token_id, id, TOKEN_ID_HEX + 1);
+		pfree(id);
+		file_businesses[n_file_businesses].business = pstrdup(business);
+		n_file_businesses++;
+	}
+	MemoryContextSwitchTo(old);
+	file_businesses_generation = squadstack_file_generation();
 }
 
 /*
@@ -147,8 +204,6 @@ squadstack_token_budget(const char *token_id)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
-	const char *business;
-	const char *token;
 	int			i;
 
 	args[0] = CStringGetTextDatum(token_id);
@@ -159,9 +214,10 @@ squadstack_token_budget(const char *token_id)
 	if (SPI_processed == 1)
 		return psprintf("business:%s",
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	for (i = 0; (business = squadstack_file_business(i, &token)) != NULL; i++)
-		if (strcmp(squadstack_token_id(token), token_id) == 0)
-			return psprintf("business:%s", business);
+	load_file_businesses();
+	for (i = 0; i < n_file_businesses; i++)
+		if (strcmp(file_businesses[i].token_id, token_id) == 0)
+			return psprintf("business:%s", file_businesses[i].business);
 	return psprintf("token:%s", token_id);
 }
 
@@ -222,13 +278,17 @@ squadstack_token_status(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		Oid			argtypes[1] = {TEXTOID};
-		Datum		args[1];
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+		Datum		args[2];
+		char	   *token_id = squadstack_token_id(token);
 
-		args[0] = CStringGetTextDatum(squadstack_token_id(token));
+		/* its own pause, or its business's after a 429 */
+		args[0] = CStringGetTextDatum(token_id);
+		args[1] = CStringGetTextDatum(squadstack_token_budget(token_id));
 		squadstack_exec("SELECT paused_until, pause_reason FROM squadstack.token_state "
-				 "WHERE token_id = $1 AND paused_until > now()",
-				 1, argtypes, args, NULL, SPI_OK_SELECT);
+				 "WHERE token_id IN ($1, $2) AND paused_until > now()"
+				 " ORDER BY paused_until DESC LIMIT 1",
+				 2, argtypes, args, NULL, SPI_OK_SELECT);
 		values[0] = BoolGetDatum(SPI_processed > 0);
 		if (SPI_processed > 0)
 		{

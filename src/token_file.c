@@ -280,6 +280,15 @@ squadstack_token_file_read(const char *path, char *problem, size_t problem_len)
 					 lineno, path, squadstack_business_problem(third));
 			goto fail;
 		}
+		/* the file serves every database, whatever its encoding */
+		for (p = third; p != NULL && *p; p++)
+			if ((unsigned char) *p > 0x7e)
+			{
+				snprintf(problem, problem_len,
+						 "line %d of token file \"%s\": A business name in the token file is ASCII.",
+						 lineno, path);
+				goto fail;
+			}
 		if (squadstack_token_problem(token) != NULL)
 		{
 			snprintf(problem, problem_len, "line %d of token file \"%s\": %s",
@@ -333,19 +342,8 @@ squadstack_token_file_lookup(const SquadstackTokenFile *tf, const char *campaign
 const char *
 squadstack_token_file_business(const SquadstackTokenFile *tf, int i, const char **token)
 {
-	int			j;
-
-	if (tf == NULL)
+	if (tf == NULL || i < 0 || i >= tf->n)
 		return NULL;
-	for (j = 0; j < tf->n; j++)
-	{
-		if (tf->entries[j].business[0] == '\0')
-			continue;
-		if (i-- == 0)
-		{
-			*token = tf->entries[j].token;
-			return tf->entries[j].business;
-		}
-	}
-	return NULL;
+	*token = tf->entries[i].token;
+	return tf->entries[i].business;
 }

@@ -37,8 +37,8 @@ extern const char *squadstack_token_file_lookup(const SquadstackTokenFile *tf,
 												const char *campaign);
 
 /*
- * The business the file gives a token, if any: the i-th entry with one
- * (from 0), its token into *token; NULL after the last.
+ * The business the file's i-th entry (from 0) gives its token ("" if none),
+ * its token into *token; NULL after the last entry.
  */
 extern const char *squadstack_token_file_business(const SquadstackTokenFile *tf, int i,
 												  const char **token);

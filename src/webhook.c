@@ -419,22 +419,21 @@ squadstack_reapply(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (argtype == INT8OID)
 	{
-		squadstack_exec("SELECT id, payload, campaign_id FROM squadstack.webhook_inbox"
-				 " WHERE id = $1 AND status = 'apply_failed' FOR UPDATE",
-				 1, &argtype, &arg, NULL, SPI_OK_SELECT);
-		/* a row of no known campaign is for superusers only */
-		if (SPI_processed == 1)
-		{
-			char	   *campaign = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		Oid			types[2] = {INT8OID, OIDOID};
+		Datum		args[2];
 
-			if (campaign == NULL && squadstack_restricted_role(squadstack_calling_role()) != InvalidOid)
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("permission denied for inbox row %lld of no campaign",
-								(long long) DatumGetInt64(arg))));
-			if (campaign != NULL)
-				squadstack_require_campaign(campaign, squadstack_calling_role());
-		}
+		/*
+		 * A row of a campaign the caller may not use is not found, as in
+		 * the views: nothing of it is locked or named.
+		 */
+		args[0] = arg;
+		args[1] = ObjectIdGetDatum(squadstack_restricted_role(squadstack_calling_role()));
+		squadstack_exec("SELECT id, payload FROM squadstack.webhook_inbox i"
+				 " WHERE id = $1 AND status = 'apply_failed'"
+				 " AND ($2 = 0 OR (i.campaign_id IS NOT NULL AND "
+				 SQUADSTACK_GRANTED_SQL("i.campaign_id", "$2") "))"
+				 " FOR UPDATE",
+				 2, types, args, NULL, SPI_OK_SELECT);
 	}
 	else
 	{

@@ -49,11 +49,12 @@ PG_FUNCTION_INFO_V1(squadstack_writeback);
 PG_FUNCTION_INFO_V1(squadstack_drop_writeback);
 
 
-static void
+static Oid
 check_table(Oid relid, Oid role)
 {
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	Form_pg_class cls;
+	Oid			owner;
 
 	if (!HeapTupleIsValid(tup))
 		ereport(ERROR,
@@ -69,7 +70,9 @@ check_table(Oid relid, Oid role)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of table %s", NameStr(cls->relname)),
 				 errdetail("Outcomes are written back as the table's owner.")));
+	owner = cls->relowner;
 	ReleaseSysCache(tup);
+	return owner;
 }
 
 
@@ -133,8 +136,19 @@ squadstack_writeback_apply(const SquadstackOutcome *o)
 
 	SPI_connect();
 	args[0] = CStringGetTextDatum(o->campaign_id);
-	squadstack_exec("SELECT target::oid, mapping, search_path FROM squadstack.writebacks"
-			 " WHERE campaign_id = $1 ORDER BY created_at, target::oid",
+	/*
+	 * A write-back whose table's owner may no longer use the campaign (its
+	 * grant revoked or expired) is skipped: it never fails the apply, so
+	 * that it cannot hold back the campaign's outcomes.
+	 */
+	squadstack_exec("SELECT w.target::oid, w.mapping, w.search_path"
+			 " FROM squadstack.writebacks w"
+			 " JOIN pg_catalog.pg_class c ON c.oid = w.target::pg_catalog.oid"
+			 " WHERE w.campaign_id = $1"
+			 "   AND (EXISTS (SELECT FROM pg_catalog.pg_roles r"
+			 "                WHERE r.oid = c.relowner AND r.rolsuper)"
+			 "        OR " SQUADSTACK_GRANTED_SQL("w.campaign_id", "c.relowner") ")"
+			 " ORDER BY w.created_at, w.target::oid",
 			 1, argtypes, args, NULL, SPI_OK_SELECT);
 	defs = SPI_tuptable;
 	n = SPI_processed;
@@ -154,17 +168,20 @@ squadstack_writeback_apply(const SquadstackOutcome *o)
 }
 
 /*
- * ERROR unless the calling role may use campaign.  The functions run as
- * their caller; the grants are read as the extension's owner.
+ * ERROR unless the calling role, and the role the outcomes are written as
+ * (owner, if valid), may use campaign.  The functions run as their caller;
+ * the grants are read as the extension's owner.
  */
 static void
-require_campaign(const char *campaign, FunctionCallInfo fcinfo)
+require_campaign(const char *campaign, Oid owner, FunctionCallInfo fcinfo)
 {
 	Oid			role = squadstack_calling_role();
 	SquadstackRunAs ctx;
 
 	squadstack_run_as(squadstack_function_owner(fcinfo->flinfo->fn_oid), "pg_catalog, pg_temp", &ctx);
 	squadstack_require_campaign(campaign, role);
+	if (OidIsValid(owner) && owner != role)
+		squadstack_require_campaign(campaign, owner);
 	squadstack_end_run_as(&ctx);
 }
 
@@ -195,7 +212,6 @@ squadstack_writeback(PG_FUNCTION_ARGS)
 				 errmsg("campaign, target and mapping must not be null")));
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	squadstack_check_campaign(campaign);
-	require_campaign(campaign, fcinfo);
 	relid = PG_GETARG_OID(1);
 	mapping = PG_GETARG_ARRAYTYPE_P(2);
 	deconstruct_array_builtin(mapping, TEXTOID, &items, &item_nulls, &nitems);
@@ -205,7 +221,8 @@ squadstack_writeback(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("a write-back mapping must not be null")));
 
-	check_table(relid, GetUserId());
+	/* the caller and the table's owner, who the outcomes are written as */
+	require_campaign(campaign, check_table(relid, GetUserId()), fcinfo);
 	/* checked now, and again whenever it is applied */
 	(void) squadstack_writeback_parse(relid, items, nitems);
 
@@ -248,7 +265,7 @@ squadstack_drop_writeback(PG_FUNCTION_ARGS)
 				 errmsg("campaign and target must not be null")));
 	campaign = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	squadstack_check_campaign(campaign);
-	require_campaign(campaign, fcinfo);
+	require_campaign(campaign, InvalidOid, fcinfo);
 	relid = PG_GETARG_OID(1);
 	check_table(relid, GetUserId());
 

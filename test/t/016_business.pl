@@ -11,6 +11,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes;
 
 use SquadstackDouble;
 
@@ -85,5 +86,38 @@ SELECT string_agg(budget || '=' || n, ',' ORDER BY budget) FROM (
   FROM squadstack.api_calls GROUP BY 1) s}),
 	'business:acme=30,token=10',
 	'api_calls counts the calls per budget');
+
+# --- a 429 to one token of the business pauses the whole business: the
+# other token waits too, and the token of its own goes on
+$node->safe_psql('postgres', 'TRUNCATE squadstack.api_calls');
+sleep $window + 0.2;
+$double->fault(
+	{ kind => 'status', status => 429, retry_after => 3, campaign => 'camp_a1', count => 1 });
+my $t0 = Time::HiRes::time();
+queue_leads($node, 'camp_a1', 'C', 1, 1);
+ok( wait_for_sql(
+		$node,
+		"SELECT paused_until IS NOT NULL FROM squadstack.budgets WHERE budget = 'business:acme'",
+		't', 10),
+	'429: squadstack.budgets shows the business paused');
+is( $node->safe_psql('postgres',
+		"SELECT paused AND pause_reason LIKE 'HTTP 429%' FROM squadstack.token_status('camp_a2')"),
+	't', "token_status shows the business's pause for its other token");
+my $t429 = Time::HiRes::time();
+queue_leads($node, 'camp_a2', 'D', 1, 1);
+queue_leads($node, 'camp_s', 'T', 1, 1);
+ok( wait_for_sql(
+		$node,
+		"SELECT count(*) FROM squadstack.outbox WHERE state <> 'sent'",
+		'0', 30),
+	'everything is delivered after the pause');
+my ($throttled) = grep { ($_->{status} // 0) == 429 } $double->requests;
+my ($d1) = grep { grep { $_ eq 'D1' } @{ $_->{lead_ids} || [] } } $double->requests;
+my ($t1) = grep { grep { $_ eq 'T1' } @{ $_->{lead_ids} || [] } } $double->requests;
+ok($throttled, 'the first call of camp_a1 was answered 429');
+cmp_ok($d1->{received_at} - $throttled->{received_at}, '>=', 2.9,
+	'the other token of the business waited for the Retry-After');
+cmp_ok($t1->{received_at} - $throttled->{received_at}, '<', 2.5,
+	'the token of its own did not wait');
 
 done_testing();
