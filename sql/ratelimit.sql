@@ -92,6 +92,9 @@ SELECT budget, count(*) AS calls FROM squadstack.api_calls GROUP BY budget ORDER
 -- a token belongs to one business: giving it another moves every campaign of it
 SELECT squadstack_set_token('camp_b3', 'biz-token-2', 'other business');
 SELECT campaign_id, business FROM squadstack.tokens ORDER BY campaign_id;
+-- set without a business for another campaign, it stays in its business
+SELECT squadstack_set_token('camp_b4', 'biz-token-2');
+SELECT budget, campaigns FROM squadstack.budgets WHERE business IS NOT NULL ORDER BY budget;
 -- a business name is checked
 SELECT squadstack_set_token('camp_b1', 'biz-token-1', '');
 SELECT squadstack_set_token('camp_b1', 'biz-token-1', repeat('b', 64));

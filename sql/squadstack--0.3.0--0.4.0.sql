@@ -97,9 +97,12 @@ CREATE VIEW squadstack.budgets AS
 			   coalesce(pg_catalog.current_setting('squadstack.rate_limit', true), '100')::integer AS l),
 	t AS (
 		SELECT campaign_id, token_id,
-			CASE WHEN business IS NULL THEN 'token:' || token_id
-				 ELSE 'business:' || business END AS budget
-		FROM squadstack.tokens),
+			CASE WHEN b IS NULL THEN 'token:' || token_id ELSE 'business:' || b END AS budget
+		FROM (SELECT t1.campaign_id, t1.token_id,
+					 (SELECT t2.business FROM squadstack.tokens t2
+					  WHERE t2.token_id = t1.token_id AND t2.business IS NOT NULL
+					  ORDER BY t2.updated_at DESC LIMIT 1) AS b
+			  FROM squadstack.tokens t1) x),
 	c AS (
 		SELECT a.budget, a.token_id, a.campaign_id
 		FROM squadstack.api_calls a, settings
