@@ -13,6 +13,7 @@ OBJS = \
 	src/backoff.o \
 	src/claim.o \
 	src/deliver.o \
+	src/digest.o \
 	src/erase.o \
 	src/enqueue.o \
 	src/flush.o \

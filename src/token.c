@@ -14,14 +14,13 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type_d.h"
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "digest.h"
 #include "grants.h"
 #include "guc.h"
 #include "spi_util.h"
@@ -225,20 +224,11 @@ squadstack_token_budget(const char *token_id)
 char *
 squadstack_token_id(const char *token)
 {
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char	   *hex = palloc(TOKEN_ID_HEX + 1);
 	int			i;
 
-	if (ctx == NULL ||
-		pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) token, strlen(token)) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-	{
-		pg_cryptohash_free(ctx);
-		elog(ERROR, "could not compute SHA-256 digest");
-	}
-	pg_cryptohash_free(ctx);
+	squadstack_sha256(token, digest);
 
 	for (i = 0; i < TOKEN_ID_HEX / 2; i++)
 		snprintf(hex + 2 * i, 3, "%02x", digest[i]);

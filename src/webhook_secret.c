@@ -13,30 +13,13 @@
 #include "postgres.h"
 
 #include "catalog/pg_type_d.h"
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
+#include "digest.h"
 #include "guc.h"
 #include "spi_util.h"
 #include "webhook_secret.h"
-
-/* The SHA-256 digest of a secret: what squadstack.webhook_secrets keeps. */
-static void
-secret_digest(const char *secret, uint8 *out)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) secret, strlen(secret)) < 0 ||
-		pg_cryptohash_final(ctx, out, PG_SHA256_DIGEST_LENGTH) < 0)
-	{
-		pg_cryptohash_free(ctx);
-		elog(ERROR, "could not compute SHA-256 digest");
-	}
-	pg_cryptohash_free(ctx);
-}
 
 /* Compare a secret with an expected digest, in constant time. */
 static bool
@@ -46,7 +29,7 @@ digest_matches(const char *given, const uint8 *expected)
 	uint8		diff = 0;
 	int			i;
 
-	secret_digest(given, a);
+	squadstack_sha256(given, a);
 	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
 		diff |= a[i] ^ expected[i];
 	return diff == 0;
@@ -110,7 +93,7 @@ expected_secret(const char *campaign, uint8 *digest, bool *any_match)
 		return true;
 	if (squadstack_webhook_secret != NULL && squadstack_webhook_secret[0] != '\0')
 	{
-		secret_digest(squadstack_webhook_secret, digest);
+		squadstack_sha256(squadstack_webhook_secret, digest);
 		return true;
 	}
 	if (campaign == NULL && others)
@@ -141,7 +124,7 @@ squadstack_webhook_secret_set(const char *campaign, char *secret)
 					 errmsg("invalid webhook secret for campaign \"%s\"", campaign),
 					 errdetail("A secret is not empty; use NULL to remove a campaign's secret.")));
 		SET_VARSIZE(d, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-		secret_digest(secret, (uint8 *) VARDATA(d));
+		squadstack_sha256(secret, (uint8 *) VARDATA(d));
 		explicit_bzero(secret, strlen(secret));
 		args[1] = PointerGetDatum(d);
 		squadstack_exec("INSERT INTO squadstack.webhook_secrets AS s (campaign_id, secret_digest)"
