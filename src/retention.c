@@ -40,9 +40,17 @@ delete_batch(const char *sql, int retention_s)
 	return n;
 }
 
+static void
+forget_dropped_roles_step(void *arg)
+{
+	squadstack_forget_dropped_roles();
+}
+
 void
 squadstack_retention_run(int retention_s, int rate_window_ms)
 {
+	char	   *error = NULL;
+
 	static const char *const queries[] = {
 		"DELETE FROM squadstack.outbox WHERE id IN ("
 		"  SELECT id FROM squadstack.outbox"
@@ -71,8 +79,14 @@ squadstack_retention_run(int retention_s, int rate_window_ms)
 		}
 	}
 
-	/* campaign grants of dropped roles */
+	/*
+	 * Campaign grants of dropped roles, in a subtransaction: a user's lock on
+	 * a grant row (up to the lock timeout) must not stop the worker.  They
+	 * are tried again at the next run.
+	 */
 	squadstack_begin_step("squadstack: removing grants of dropped roles");
-	squadstack_forget_dropped_roles();
+	if (!squadstack_try(forget_dropped_roles_step, NULL, &error))
+		ereport(LOG,
+				(errmsg("squadstack: could not remove the grants of dropped roles: %s", error)));
 	squadstack_end_step();
 }
